@@ -1,0 +1,644 @@
+//! Configuration in three steps, each testable on its own: parse the TOML into `raw` structs,
+//! `validate` them (pure: names, references, limits, URLs), then `build` (read keys, compile WSDLs,
+//! make HTTP clients). Every error names the file and line it comes from; all are reported at once.
+
+pub mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use url::Url;
+
+use crate::identity::{SubjectMap, Template};
+use crate::soap::envelope::ElementPath;
+use crate::soap::wsdl::Wsdl;
+use crate::token::assertion::{MAX_ASSERTION_LIFETIME, Signer, SigningKey};
+use crate::token::client::TokenClient;
+use crate::token::provider::Provider;
+use raw::{RawConfig, RawRoute, RouteKind};
+
+pub const DEFAULT_SESSION_ELEMENT: &str = "Header/SessionHeader/sessionId";
+pub const DEFAULT_REQUESTER_HEADER: &str = "X-Requester";
+
+/// One problem in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no place in the file (the file itself is missing).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// All the problems found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A loaded, checked and built configuration: everything a running proxy needs.
+#[derive(Debug)]
+pub struct Config {
+    pub source: PathBuf,
+    pub listen: SocketAddr,
+    pub max_body: usize,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub max_tokens: u64,
+    pub providers: Vec<Arc<Provider>>,
+    pub routes: Vec<Route>,
+    pub subjects: SubjectMap,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Path prefix, matched at a `/` boundary.
+    pub path: String,
+    pub provider: Arc<Provider>,
+    pub upstream: Upstream,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Where the token answer's `instance_url` points.
+    InstanceUrl,
+    /// A fixed base URL; the request's path and query are appended.
+    Fixed(Url),
+}
+
+#[derive(Debug)]
+pub enum Protocol {
+    Soap {
+        wsdl: Arc<Wsdl>,
+        requester: Requester,
+        session: ElementPath,
+    },
+    Rest {
+        requester_header: HeaderName,
+    },
+}
+
+/// Where a SOAP route reads the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requester {
+    Element(ElementPath),
+    Header(HeaderName),
+}
+
+impl Config {
+    /// Reads, validates and builds the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::from_toml(&text, path, &base)
+    }
+
+    /// Builds a config from TOML text; `file` names it in errors, relative paths start at `base`.
+    pub fn from_toml(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = Errors {
+            file,
+            text,
+            list: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let message = e.message().to_owned();
+                errors.at(e.span().unwrap_or(0..0), message);
+                return Err(errors.finish());
+            }
+        };
+        let checked = validate(&raw, &mut errors);
+        if !errors.list.is_empty() {
+            return Err(errors.finish());
+        }
+        let config = build(raw, checked, base, &mut errors);
+        match config {
+            Some(config) if errors.list.is_empty() => Ok(config),
+            _ => Err(errors.finish()),
+        }
+    }
+}
+
+struct Errors<'a> {
+    file: &'a Path,
+    text: &'a str,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = if span.start == 0 && span.end == 0 {
+            (0, 0)
+        } else {
+            line_col(self.text, span.start)
+        };
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn finish(self) -> ConfigErrors {
+        ConfigErrors(self.list)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map(|nl| before.len() - nl)
+        .unwrap_or(before.len() + 1);
+    (line, column)
+}
+
+/// What validation settles, so `build` does not parse again.
+struct Checked {
+    listen: Option<SocketAddr>,
+    token_urls: Vec<Option<Url>>,
+    upstreams: Vec<Option<Upstream>>,
+    template: Option<Template>,
+}
+
+/// The pure checks: no file or network is touched.
+fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
+    let listen = match raw.server.listen.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.at(
+                raw.server.listen.span(),
+                format!(
+                    "listen '{}' is not an address like 127.0.0.1:8080",
+                    raw.server.listen.get_ref()
+                ),
+            );
+            None
+        }
+    };
+    if raw.providers.is_empty() {
+        errors.at(
+            0..0,
+            "no [[providers]]: at least one token endpoint is needed",
+        );
+    }
+    if raw.routes.is_empty() {
+        errors.at(0..0, "no [[routes]]: at least one route is needed");
+    }
+    let mut names = HashSet::new();
+    let mut token_urls = Vec::new();
+    for p in &raw.providers {
+        let p = p.get_ref();
+        if !names.insert(p.name.get_ref().as_str()) {
+            errors.at(
+                p.name.span(),
+                format!("provider '{}' is defined twice", p.name.get_ref()),
+            );
+        }
+        token_urls.push(check_url(errors, &p.token_url, "token_url"));
+        let lifetime = p.assertion_lifetime.get_ref().0;
+        if lifetime > MAX_ASSERTION_LIFETIME || lifetime < Duration::from_secs(10) {
+            errors.at(
+                p.assertion_lifetime.span(),
+                format!(
+                    "assertion_lifetime {} must be between 10s and 3m",
+                    humantime::format_duration(lifetime)
+                ),
+            );
+        }
+        if p.session_lifetime.get_ref().0 < Duration::from_secs(60) {
+            errors.at(
+                p.session_lifetime.span(),
+                "session_lifetime must be at least 1m",
+            );
+        }
+        if p.timeout.get_ref().0.is_zero() {
+            errors.at(p.timeout.span(), "timeout must be more than 0s");
+        }
+        if p.client_id.trim().is_empty() {
+            errors.at(
+                p.name.span(),
+                format!("provider '{}' has an empty client_id", p.name.get_ref()),
+            );
+        }
+    }
+    let mut paths = HashSet::new();
+    let mut route_names = HashSet::new();
+    let mut upstreams = Vec::new();
+    for spanned in &raw.routes {
+        let r = spanned.get_ref();
+        if !route_names.insert(r.name.get_ref().as_str()) {
+            errors.at(
+                r.name.span(),
+                format!("route '{}' is defined twice", r.name.get_ref()),
+            );
+        }
+        let path = r.path.get_ref();
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            errors.at(
+                r.path.span(),
+                format!("path '{path}' must start with '/' and hold no query"),
+            );
+        } else if !paths.insert(path.trim_end_matches('/').to_owned()) {
+            errors.at(
+                r.path.span(),
+                format!("path '{path}' is used by another route"),
+            );
+        }
+        if !names.contains(r.provider.get_ref().as_str()) {
+            errors.at(
+                r.provider.span(),
+                format!(
+                    "route '{}' names provider '{}', which is not defined",
+                    r.name.get_ref(),
+                    r.provider.get_ref()
+                ),
+            );
+        }
+        upstreams.push(if r.upstream.get_ref() == "instance_url" {
+            Some(Upstream::InstanceUrl)
+        } else {
+            check_url(errors, &r.upstream, "upstream").map(Upstream::Fixed)
+        });
+        validate_route_protocol(r, errors);
+    }
+    let template =
+        raw.subjects
+            .template
+            .as_ref()
+            .and_then(|t| match Template::parse(t.get_ref()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errors.at(t.span(), e);
+                    None
+                }
+            });
+    Checked {
+        listen,
+        token_urls,
+        upstreams,
+        template,
+    }
+}
+
+fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
+    let name = r.name.get_ref();
+    match r.kind {
+        RouteKind::Soap => {
+            if r.wsdl.is_none() {
+                errors.at(
+                    r.name.span(),
+                    format!("SOAP route '{name}' needs a wsdl file"),
+                );
+            }
+        }
+        RouteKind::Rest => {
+            if let Some(w) = &r.wsdl {
+                errors.at(w.span(), format!("REST route '{name}' takes no wsdl"));
+            }
+            if let Some(s) = &r.session_element {
+                errors.at(s.span(), format!("REST route '{name}' takes no session_element: the token goes in Authorization"));
+            }
+        }
+    }
+    if let Some(req) = &r.requester {
+        let inner = req.get_ref();
+        match (&inner.element, &inner.header, r.kind) {
+            (Some(_), Some(_), _) | (None, None, _) => errors.at(
+                req.span(),
+                "requester takes exactly one of element = \"...\" or header = \"...\"",
+            ),
+            (Some(_), None, RouteKind::Rest) => errors.at(
+                req.span(),
+                format!("REST route '{name}' reads the requester from a header, not an element"),
+            ),
+            (Some(e), None, RouteKind::Soap) => {
+                if element_path(e).is_none() {
+                    errors.at(
+                        req.span(),
+                        format!("element '{e}' is not a path like Header/SessionHeader/sessionId"),
+                    );
+                }
+            }
+            (None, Some(h), _) => {
+                if HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    errors.at(req.span(), format!("'{h}' is not an HTTP header name"));
+                }
+            }
+        }
+    }
+    if let Some(s) = &r.session_element {
+        match element_path(s.get_ref()) {
+            Some(p)
+                if p.first().map(String::as_str) == Some("Header")
+                    || p.first().map(String::as_str) == Some("Body") => {}
+            _ => errors.at(
+                s.span(),
+                format!(
+                    "session_element '{}' must be a path below Header or Body",
+                    s.get_ref()
+                ),
+            ),
+        }
+    }
+}
+
+/// `"Header/SessionHeader/sessionId"` → its local names. `None` for an empty or odd path.
+fn element_path(text: &str) -> Option<ElementPath> {
+    let path: ElementPath = text
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    let ok = path
+        .iter()
+        .all(|s| !s.is_empty() && !s.contains([':', ' ', '<', '>', '&', '"', '\'']));
+    ok.then_some(path)
+}
+
+/// http(s) with a host; plain http only to loopback, since tokens and assertions are bearer credentials.
+fn check_url(errors: &mut Errors<'_>, value: &toml::Spanned<String>, field: &str) -> Option<Url> {
+    match Url::parse(value.get_ref()) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => Some(u),
+        Ok(u) if u.scheme() == "http" && is_loopback(&u) => Some(u),
+        Ok(u) if u.scheme() == "http" => {
+            errors.at(value.span(), format!("{field} '{u}' uses plain http to a non-loopback host; credentials would cross the network unencrypted: use https"));
+            None
+        }
+        _ => {
+            errors.at(
+                value.span(),
+                format!("{field} '{}' is not an http(s) URL", value.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The I/O step: keys, WSDLs, clients.
+fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>) -> Option<Config> {
+    let mut providers = Vec::new();
+    for (p, token_url) in raw.providers.iter().zip(checked.token_urls) {
+        let p = p.get_ref();
+        let key_path = base.join(p.private_key.get_ref());
+        let key = match std::fs::read_to_string(&key_path) {
+            Ok(pem) => SigningKey::from_pem(&pem, p.kid.clone())
+                .map_err(|e| format!("private_key {}: {e}", key_path.display())),
+            Err(e) => Err(format!(
+                "private_key {}: cannot read: {e}",
+                key_path.display()
+            )),
+        };
+        let key = match key {
+            Ok(k) => k,
+            Err(message) => {
+                errors.at(p.private_key.span(), message);
+                continue;
+            }
+        };
+        let token_url = token_url?;
+        let client = match TokenClient::new(token_url, p.timeout.get_ref().0) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.at(
+                    p.token_url.span(),
+                    format!("cannot make an HTTP client: {e}"),
+                );
+                continue;
+            }
+        };
+        providers.push(Arc::new(Provider {
+            name: p.name.get_ref().as_str().into(),
+            signer: Signer {
+                issuer: p.client_id.clone(),
+                audience: p.audience.clone(),
+                lifetime: p.assertion_lifetime.get_ref().0,
+                key,
+            },
+            client,
+            scope: p.scope.as_deref().map(Into::into),
+            session_lifetime: p.session_lifetime.get_ref().0,
+            renew_before: p.renew_before.get_ref().0,
+        }));
+    }
+    let mut wsdls: Vec<(PathBuf, Arc<Wsdl>)> = Vec::new();
+    let mut routes = Vec::new();
+    for (spanned, upstream) in raw.routes.iter().zip(checked.upstreams) {
+        let r = spanned.get_ref();
+        let provider = providers
+            .iter()
+            .find(|p| &*p.name == r.provider.get_ref().as_str())
+            .cloned();
+        let protocol = match r.kind {
+            RouteKind::Rest => {
+                let header = r
+                    .requester
+                    .as_ref()
+                    .and_then(|q| q.get_ref().header.clone())
+                    .unwrap_or_else(|| DEFAULT_REQUESTER_HEADER.to_owned());
+                HeaderName::from_bytes(header.as_bytes())
+                    .ok()
+                    .map(|requester_header| Protocol::Rest { requester_header })
+            }
+            RouteKind::Soap => {
+                let wsdl_field = r.wsdl.as_ref()?;
+                let path = base.join(wsdl_field.get_ref());
+                let known = wsdls
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, w)| Arc::clone(w));
+                let wsdl = match known {
+                    Some(w) => Some(w),
+                    None => match Wsdl::load(&path) {
+                        Ok(w) => {
+                            let w = Arc::new(w);
+                            wsdls.push((path, Arc::clone(&w)));
+                            Some(w)
+                        }
+                        Err(e) => {
+                            errors.at(wsdl_field.span(), format!("wsdl: {e}"));
+                            None
+                        }
+                    },
+                };
+                let requester = match r.requester.as_ref().map(|q| q.get_ref()) {
+                    Some(raw::RawRequester {
+                        header: Some(h), ..
+                    }) => HeaderName::from_bytes(h.as_bytes())
+                        .ok()
+                        .map(Requester::Header),
+                    Some(raw::RawRequester {
+                        element: Some(e), ..
+                    }) => element_path(e).map(Requester::Element),
+                    _ => element_path(DEFAULT_SESSION_ELEMENT).map(Requester::Element),
+                };
+                let session = element_path(
+                    r.session_element
+                        .as_ref()
+                        .map(|s| s.get_ref().as_str())
+                        .unwrap_or(DEFAULT_SESSION_ELEMENT),
+                );
+                match (wsdl, requester, session) {
+                    (Some(wsdl), Some(requester), Some(session)) => Some(Protocol::Soap {
+                        wsdl,
+                        requester,
+                        session,
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        if let (Some(provider), Some(upstream), Some(protocol)) = (provider, upstream, protocol) {
+            routes.push(Route {
+                name: r.name.get_ref().clone(),
+                path: r.path.get_ref().clone(),
+                provider,
+                upstream,
+                protocol,
+            });
+        }
+    }
+    let subjects = SubjectMap::new(raw.subjects.map, checked.template, raw.subjects.unmapped);
+    Some(Config {
+        source: errors.file.to_owned(),
+        listen: checked.listen?,
+        max_body: raw.server.max_body,
+        upstream_connect_timeout: raw.server.upstream_connect_timeout,
+        upstream_timeout: raw.server.upstream_timeout,
+        max_tokens: raw.server.max_tokens,
+        providers,
+        routes,
+        subjects,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col("abc", 0), (1, 1));
+    }
+
+    #[test]
+    fn every_validation_error_is_reported_with_its_line() {
+        let text = r#"
+[server]
+listen = "nowhere"
+
+[[providers]]
+name = "sf"
+token_url = "http://login.example.com/token"
+client_id = "x"
+audience = "https://login.salesforce.com"
+private_key = "k.pem"
+assertion_lifetime = "10m"
+
+[[routes]]
+name = "r"
+path = "api"
+kind = "soap"
+provider = "other"
+upstream = "instance_url"
+"#;
+        let errs = Config::from_toml(text, Path::new("t.toml"), Path::new(".")).unwrap_err();
+        let shown = errs.to_string();
+        assert!(shown.contains("t.toml:3:10: listen 'nowhere'"), "{shown}");
+        assert!(shown.contains("t.toml:7:13: token_url"), "{shown}");
+        assert!(
+            shown.contains("t.toml:11:22: assertion_lifetime"),
+            "{shown}"
+        );
+        assert!(shown.contains(":15:8: path 'api'"), "{shown}");
+        assert!(
+            shown.contains(":17:12: route 'r' names provider 'other'"),
+            "{shown}"
+        );
+        assert!(shown.contains("needs a wsdl"), "{shown}");
+        assert_eq!(errs.0.len(), 6, "{shown}");
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_point_at_the_line() {
+        let errs = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            Path::new("t.toml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string()
+                .starts_with("t.toml:3:1: unknown field `lisen`"),
+            "{errs}"
+        );
+        let errs = Config::from_toml(
+            "[[providers]]\nname = \"a\"\nrenew_before = \"soon\"\n",
+            Path::new("t.toml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("t.toml:3:16: 'soon' is not a duration"),
+            "{errs}"
+        );
+    }
+}

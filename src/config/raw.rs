@@ -1,0 +1,234 @@
+//! The config file as written: serde structs, every field documented with its default.
+//! Unknown keys are refused, so a typo is an error rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::identity::Unmapped;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: Vec<Spanned<RawProvider>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub subjects: RawSubjects,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address the proxy listens on. Default `127.0.0.1:8080`.
+    pub listen: Spanned<String>,
+    /// Largest request body accepted, e.g. `"10 MiB"`. Default 10 MiB; larger gets 413.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_body: usize,
+    /// Time to connect to an upstream. Default 5 s.
+    #[serde(deserialize_with = "duration")]
+    pub upstream_connect_timeout: Duration,
+    /// Time from sending a request upstream to its response headers. Default 120 s.
+    #[serde(deserialize_with = "duration")]
+    pub upstream_timeout: Duration,
+    /// Most tokens kept in memory; the least recently used goes first. Default 100 000.
+    pub max_tokens: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".to_owned()),
+            max_body: 10 * 1024 * 1024,
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(120),
+            max_tokens: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Name routes refer to.
+    pub name: Spanned<String>,
+    /// The OAuth 2.0 token endpoint. https, or http on a loopback address.
+    pub token_url: Spanned<String>,
+    /// The connected app's consumer key: the assertion's `iss`.
+    pub client_id: String,
+    /// The assertion's `aud` (Salesforce: `https://login.salesforce.com` or `https://test.salesforce.com`).
+    pub audience: String,
+    /// PEM private key file (PKCS#1 or PKCS#8), relative to the config file's folder.
+    pub private_key: Spanned<String>,
+    /// Key id put in the assertion header. Default: none.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Assertion lifetime (`exp - iat`). Default 3 m, the most allowed.
+    #[serde(default = "default_assertion_lifetime")]
+    pub assertion_lifetime: Spanned<HumanDuration>,
+    /// Scope requested with each exchange. Default: none.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Token lifetime assumed when the answer has no `expires_in`. Default 2 h (Salesforce's default session timeout).
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: Spanned<HumanDuration>,
+    /// Renew this long before expiry. Default 5 m.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: Spanned<HumanDuration>,
+    /// Time allowed for one token exchange. Default 10 s.
+    #[serde(default = "default_token_timeout")]
+    pub timeout: Spanned<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Soap,
+    Rest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Spanned<String>,
+    /// Path prefix on the proxy; matched at a `/` boundary, longest first.
+    pub path: Spanned<String>,
+    pub kind: RouteKind,
+    /// Name of a provider.
+    pub provider: Spanned<String>,
+    /// `"instance_url"` (the token answer says where) or a base URL.
+    pub upstream: Spanned<String>,
+    /// SOAP routes: the WSDL file, relative to the config file's folder.
+    #[serde(default)]
+    pub wsdl: Option<Spanned<String>>,
+    /// Where the requester is read: `{ element = "Header/SessionHeader/sessionId" }` (SOAP default)
+    /// or `{ header = "X-Requester" }` (REST default).
+    #[serde(default)]
+    pub requester: Option<Spanned<RawRequester>>,
+    /// SOAP routes: the element the session token is written to. Default `Header/SessionHeader/sessionId`.
+    #[serde(default)]
+    pub session_element: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequester {
+    #[serde(default)]
+    pub element: Option<String>,
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubjects {
+    /// `"reject"` (default) or `"as-is"`.
+    #[serde(default = "default_unmapped")]
+    pub unmapped: Unmapped,
+    /// e.g. `"{local}@corp.example.com.sandbox"`; placeholders `{requester}`, `{local}`, `{domain}`.
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    /// Exact requester → subject table (case-insensitive on the requester).
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+impl Default for RawSubjects {
+    fn default() -> Self {
+        RawSubjects {
+            unmapped: Unmapped::Reject,
+            template: None,
+            map: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_unmapped() -> Unmapped {
+    Unmapped::Reject
+}
+
+/// A duration written as a human string: `"180s"`, `"3m"`, `"2h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "'{text}' is not a duration like \"90s\", \"3m\" or \"2h\": {e}"
+                ))
+            })
+    }
+}
+
+fn spanned_default(d: Duration) -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration(d))
+}
+fn default_assertion_lifetime() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(180))
+}
+fn default_session_lifetime() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(2 * 3600))
+}
+fn default_renew_before() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(300))
+}
+fn default_token_timeout() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(10))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    HumanDuration::deserialize(d).map(|h| h.0)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_byte_size(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "'{text}' is not a size like \"512 KiB\" or \"10 MiB\""
+        ))
+    })
+}
+
+/// `"10 MiB"`, `"512KiB"`, `"1000 B"`, `"2 MB"`.
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1000 * 1000,
+        "MiB" => 1024 * 1024,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_byte_size("10 MiB"), Some(10 * 1024 * 1024));
+        assert_eq!(parse_byte_size("512KiB"), Some(512 * 1024));
+        assert_eq!(parse_byte_size("7"), Some(7));
+        assert_eq!(parse_byte_size("ten"), None);
+        assert_eq!(parse_byte_size("1 PB"), None);
+    }
+}

@@ -1,0 +1,50 @@
+//! oauth-egress: an outbound proxy that takes an internal app's unauthenticated SOAP or REST call,
+//! works out which SaaS user it is for, gets that user an OAuth 2.0 access token with a signed
+//! JWT bearer assertion (RFC 7523), injects it, and forwards the call.
+//!
+//! `config` loads what to do; `proxy` does it per request; `token` gets and keeps tokens; `soap`
+//! reads envelopes and WSDLs; `server` accepts connections; `loopback` holds the local token
+//! endpoint and upstream that `demo` and the tests run against.
+
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod loopback;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod soap;
+pub mod token;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+pub use proxy::App;
+
+/// How long open requests may take to finish after shutdown is asked for.
+pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// Binds `config.listen` and serves the proxy until `shutdown` resolves. Returns the bound address
+/// through `bound` as soon as the listener is up (port 0 picks a free port).
+pub async fn run(
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.config().listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, routes = app.config().routes.len(), "Listening.");
+    if let Some(bound) = bound {
+        let _ = bound.send(addr);
+    }
+    let handler = move |req| {
+        let app = Arc::clone(&app);
+        async move { app.handle(req).await }
+    };
+    server::serve(listener, handler, shutdown, DRAIN).await;
+    Ok(())
+}

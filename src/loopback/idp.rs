@@ -1,0 +1,279 @@
+//! A token endpoint on loopback that answers the JWT bearer grant the way Salesforce does: it
+//! verifies the assertion's RS256 signature, `iss`, `aud`, `sub`, `exp` (at most 3 minutes ahead)
+//! and refuses a `jti` it has seen; it answers `instance_url` and, unless told to, no `expires_in`.
+//! Test knobs: refuse a subject (`invalid_grant`), fail with a status, hold answers until released.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rsa::RsaPublicKey;
+use rsa::traits::PublicKeyParts;
+use serde_json::json;
+use tokio::sync::{oneshot, watch};
+
+use super::{Sessions, respond};
+use crate::proxy::ProxyBody;
+use crate::token::assertion::{Claims, MAX_ASSERTION_LIFETIME};
+use crate::token::client::JWT_BEARER_GRANT;
+
+/// Seconds of clock skew tolerated on `exp` and `iat`.
+const LEEWAY: u64 = 5;
+
+pub struct IdpOptions {
+    pub client_id: String,
+    pub audience: String,
+    pub public_key: RsaPublicKey,
+    /// What `instance_url` says (the loopback upstream's address).
+    pub instance_url: String,
+    /// Answer with `expires_in` (Okta-like) instead of none (Salesforce-like).
+    pub expires_in: Option<u64>,
+}
+
+struct State {
+    options: IdpOptions,
+    key: DecodingKey,
+    sessions: Sessions,
+    seen_jti: Mutex<HashSet<String>>,
+    refused: Mutex<HashSet<String>>,
+    assertions: Mutex<Vec<String>>,
+    fail_status: Mutex<Option<u16>>,
+    gate: watch::Sender<bool>,
+    requests: AtomicUsize,
+    issued: AtomicUsize,
+}
+
+/// A running loopback token endpoint. Dropping it stops it.
+pub struct LoopbackIdp {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl LoopbackIdp {
+    pub async fn start(options: IdpOptions, sessions: Sessions) -> std::io::Result<LoopbackIdp> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let n = options.public_key.n().to_bytes_be();
+        let e = options.public_key.e().to_bytes_be();
+        let state = Arc::new(State {
+            key: DecodingKey::from_rsa_raw_components(&n, &e),
+            options,
+            sessions,
+            seen_jti: Mutex::default(),
+            refused: Mutex::default(),
+            assertions: Mutex::default(),
+            fail_status: Mutex::default(),
+            gate: watch::channel(true).0,
+            requests: AtomicUsize::new(0),
+            issued: AtomicUsize::new(0),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handler_state = Arc::clone(&state);
+        let handler = move |req| {
+            let state = Arc::clone(&handler_state);
+            async move { handle(&state, req).await }
+        };
+        tokio::spawn(crate::server::serve(
+            listener,
+            handler,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        Ok(LoopbackIdp {
+            addr,
+            state,
+            _stop: stop,
+        })
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}/services/oauth2/token", self.addr)
+    }
+
+    /// Token requests received, granted or not.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Tokens issued.
+    pub fn issued(&self) -> usize {
+        self.state.issued.load(Ordering::SeqCst)
+    }
+
+    /// Every assertion received, verified or not.
+    pub fn assertions(&self) -> Vec<String> {
+        lock(&self.state.assertions).clone()
+    }
+
+    /// Answer `invalid_grant` ("user hasn't approved this consumer") for this subject.
+    pub fn refuse(&self, subject: &str) {
+        lock(&self.state.refused).insert(subject.to_owned());
+    }
+
+    /// Answer every request with this HTTP status (`None`: answer normally).
+    pub fn fail_with(&self, status: Option<u16>) {
+        *lock(&self.state.fail_status) = status;
+    }
+
+    /// Hold every answer until `release`.
+    pub fn hold(&self) {
+        self.state.gate.send_replace(false);
+    }
+
+    pub fn release(&self) {
+        self.state.gate.send_replace(true);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<ProxyBody> {
+    respond(
+        status,
+        "application/json",
+        json!({ "error": error, "error_description": description }).to_string(),
+    )
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let mut gate = state.gate.subscribe();
+    let _ = gate.wait_for(|open| *open).await;
+    if let Some(status) = *lock(&state.fail_status) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return respond(status, "text/html", "<html><body>maintenance</body></html>");
+    }
+    if req.method() != http::Method::POST {
+        return oauth_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "use POST",
+        );
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "unreadable body",
+            );
+        }
+    };
+    let mut grant_type = None;
+    let mut assertion = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match &*k {
+            "grant_type" => grant_type = Some(v.into_owned()),
+            "assertion" => assertion = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if grant_type.as_deref() != Some(JWT_BEARER_GRANT) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant type not supported",
+        );
+    }
+    let Some(assertion) = assertion else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "assertion missing",
+        );
+    };
+    lock(&state.assertions).push(assertion.clone());
+    let claims = match verify(state, &assertion) {
+        Ok(c) => c,
+        Err((error, description)) => {
+            return oauth_error(StatusCode::BAD_REQUEST, error, &description);
+        }
+    };
+    if lock(&state.refused).contains(&claims.sub) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "user hasn't approved this consumer",
+        );
+    }
+    let token = format!("00DLOOPBACK0000001!{}", uuid::Uuid::new_v4().simple());
+    state.sessions.insert(token.clone(), claims.sub.clone());
+    state.issued.fetch_add(1, Ordering::SeqCst);
+    let issued_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut answer = json!({
+        "access_token": token,
+        "scope": "api",
+        "instance_url": state.options.instance_url,
+        "id": format!("{}/id/00DLOOPBACK0000001/005LOOPBACK000001", state.options.audience),
+        "token_type": "Bearer",
+        "issued_at": issued_at.to_string(),
+    });
+    if let Some(expires_in) = state.options.expires_in {
+        answer["expires_in"] = json!(expires_in);
+    }
+    respond(StatusCode::OK, "application/json", answer.to_string())
+}
+
+/// Checks an assertion as Salesforce does; the error pair is what it would answer.
+fn verify(state: &State, assertion: &str) -> Result<Claims, (&'static str, String)> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&state.options.client_id]);
+    validation.set_audience(&[&state.options.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = LEEWAY;
+    let data = jsonwebtoken::decode::<Claims>(assertion, &state.key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidIssuer => {
+                ("invalid_client_id", "client identifier invalid".to_owned())
+            }
+            ErrorKind::InvalidAudience => ("invalid_grant", "audience is invalid".to_owned()),
+            ErrorKind::ExpiredSignature => {
+                ("invalid_grant", "expired authorization code".to_owned())
+            }
+            ErrorKind::InvalidSignature => {
+                ("invalid_grant", "invalid assertion: signature".to_owned())
+            }
+            _ => ("invalid_grant", format!("invalid assertion: {e}")),
+        }
+    })?;
+    let claims = data.claims;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if claims.exp > now + MAX_ASSERTION_LIFETIME.as_secs() + LEEWAY {
+        return Err((
+            "invalid_grant",
+            "expiration is more than 3 minutes away".to_owned(),
+        ));
+    }
+    if claims.iat > now + LEEWAY {
+        return Err(("invalid_grant", "issued in the future".to_owned()));
+    }
+    if claims.sub.is_empty() {
+        return Err(("invalid_grant", "subject missing".to_owned()));
+    }
+    if !lock(&state.seen_jti).insert(claims.jti.clone()) {
+        return Err((
+            "invalid_grant",
+            "assertion replayed (jti already used)".to_owned(),
+        ));
+    }
+    Ok(claims)
+}

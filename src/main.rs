@@ -1,0 +1,138 @@
+//! The `oauth-egress` command: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a config that cannot be used (sysexits EX_USAGE).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "oauth-egress",
+    version,
+    about = "Outbound proxy that injects OAuth 2.0 JWT bearer tokens into SOAP and REST calls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the proxy.
+    Run {
+        #[arg(long, short, default_value = "/etc/oauth-egress/oauth-egress.toml")]
+        config: PathBuf,
+    },
+    /// Load and check a config (TOML, keys, WSDLs, URLs); print every error with its file and line.
+    Check {
+        #[arg(long, short, default_value = "/etc/oauth-egress/oauth-egress.toml")]
+        config: PathBuf,
+    },
+    /// Run the whole pipeline on loopback with a local token endpoint and upstream, and show it.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Demo) {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oauth-egress: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Check { config } => match oauth_egress::Config::load(&config) {
+                Ok(c) => {
+                    println!(
+                        "{}: OK ({} providers, {} routes)",
+                        config.display(),
+                        c.providers.len(),
+                        c.routes.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            },
+            Command::Run { config } => {
+                let config = match oauth_egress::Config::load(&config) {
+                    Ok(c) => c,
+                    Err(errors) => {
+                        eprintln!("{errors}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                };
+                let app = match oauth_egress::App::new(config) {
+                    Ok(app) => Arc::new(app),
+                    Err(e) => {
+                        eprintln!("oauth-egress: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match oauth_egress::run(app, shutdown_signal(), None).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("oauth-egress: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Demo => match oauth_egress::demo::run().await {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("oauth-egress demo: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("Shutting down: no new connections, open requests may finish.");
+}

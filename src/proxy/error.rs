@@ -1,0 +1,42 @@
+//! `ProxyError`: every way a request can fail, with the context that names the cause.
+//! `proxy::respond` is the only place that turns one into a response.
+
+use crate::identity::MappingError;
+use crate::soap::envelope::EnvelopeError;
+use crate::token::TokenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route for path '{0}'")]
+    NoRoute(String),
+    #[error("request body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("no requester: {0}")]
+    MissingRequester(String),
+    #[error("{0}")]
+    Mapping(#[from] MappingError),
+    #[error("no token for subject '{subject}': {source}")]
+    Token { subject: String, source: TokenError },
+    #[error("provider '{0}' returned no instance_url, which this route's upstream needs")]
+    NoInstanceUrl(String),
+    #[error("upstream {0}")]
+    Upstream(UpstreamError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("'{url}' unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("'{url}' did not answer within {seconds} s")]
+    Timeout { url: String, seconds: u64 },
+    #[error("URL cannot be built from '{0}'")]
+    BadUrl(String),
+    #[error(
+        "instance_url '{0}' uses plain http to a non-loopback host; refusing to send a token there"
+    )]
+    InsecureInstance(String),
+}

@@ -1,0 +1,335 @@
+//! The request path. `App::handle` runs the phases in order over one request:
+//! `route → read_body → extract (SOAP pass or REST header) → map_subject → get_token → inject →
+//! forward`, and `respond` turns any failure into a fault or problem. `handle` never fails.
+
+pub mod error;
+pub mod forward;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+use crate::clock::Clock;
+use crate::config::{Config, Protocol, Requester, Route, Upstream};
+use crate::soap::SoapVersion;
+use crate::soap::envelope::{self, Plan};
+use crate::token::store::{Fetch, MemoryStore, TokenStore};
+use crate::token::{Token, TokenKey};
+use error::ProxyError;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the proxy sends: a full buffer or the upstream's stream.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// Everything a running proxy holds: the config snapshot, the token store, the upstream client.
+#[derive(Debug)]
+pub struct App {
+    config: Arc<Config>,
+    store: Arc<dyn TokenStore>,
+    upstream: reqwest::Client,
+    clock: Clock,
+}
+
+/// What the phases learn about one request.
+struct RequestCtx<'a> {
+    route: &'a Route,
+    request_id: String,
+    /// Set on SOAP routes: the version faults are written in.
+    soap: Option<SoapVersion>,
+    subject: Option<String>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Result<App, String> {
+        App::with_clock(config, Clock::default())
+    }
+
+    /// An app whose token expiry is measured on `clock` (tests advance it).
+    pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
+        let upstream = forward::client(config.upstream_connect_timeout)?;
+        let store: Arc<dyn TokenStore> =
+            Arc::new(MemoryStore::new(config.max_tokens, clock.clone()));
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            upstream,
+            clock,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &dyn TokenStore {
+        &*self.store
+    }
+
+    /// Answers one request. Every failure becomes a response here; nothing is dropped silently.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let Some(route) = self.route_for(&path) else {
+            let err = ProxyError::NoRoute(path.clone());
+            tracing::info!(request_id = %request_id, %method, %path, status = 404, "No route for request.");
+            return respond::error_response(&err, None, &request_id);
+        };
+        let mut ctx = RequestCtx {
+            route,
+            request_id,
+            soap: None,
+            subject: None,
+        };
+        if let Protocol::Soap { .. } = route.protocol {
+            let ct = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            ctx.soap = Some(SoapVersion::from_content_type(ct));
+        }
+        let result = self.run(&mut ctx, request).await;
+        let response = match result {
+            Ok(mut response) => {
+                if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+                    response.headers_mut().insert("x-request-id", id);
+                }
+                response
+            }
+            Err(err) => {
+                let c = respond::classify(&err);
+                if c.status.is_server_error() {
+                    tracing::warn!(request_id = %ctx.request_id, route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request failed.");
+                } else {
+                    tracing::info!(request_id = %ctx.request_id, route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request refused.");
+                }
+                respond::error_response(&err, ctx.soap, &ctx.request_id)
+            }
+        };
+        tracing::info!(
+            request_id = %ctx.request_id,
+            route = %route.name,
+            %method,
+            %path,
+            subject = ctx.subject.as_deref().unwrap_or("-"),
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Request answered."
+        );
+        response
+    }
+
+    /// The route whose path prefix matches, longest first, at a `/` boundary.
+    fn route_for(&self, path: &str) -> Option<&Route> {
+        self.config
+            .routes
+            .iter()
+            .filter(|r| {
+                let prefix = r.path.as_str();
+                path.starts_with(prefix)
+                    && (prefix.ends_with('/')
+                        || path.len() == prefix.len()
+                        || path.as_bytes()[prefix.len()] == b'/')
+            })
+            .max_by_key(|r| r.path.len())
+    }
+
+    async fn run<B>(
+        &self,
+        ctx: &mut RequestCtx<'_>,
+        request: Request<B>,
+    ) -> Result<Response<ProxyBody>, ProxyError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = read_body(body, self.config.max_body).await?;
+        let route = ctx.route;
+        let provider = &route.provider;
+        match &route.protocol {
+            Protocol::Soap {
+                wsdl,
+                requester,
+                session,
+            } => {
+                let from_element = match requester {
+                    Requester::Element(path) => Some(path.as_slice()),
+                    Requester::Header(_) => None,
+                };
+                let plan = Plan {
+                    requester: from_element,
+                    session,
+                };
+                let scan = envelope::scan(&body, &plan, wsdl).map_err(|e| {
+                    ctx.soap = Some(
+                        envelope::sniff_version(&body)
+                            .unwrap_or(ctx.soap.unwrap_or(SoapVersion::V11)),
+                    );
+                    ProxyError::Envelope(e)
+                })?;
+                ctx.soap = Some(scan.version);
+                let requester_text = match requester {
+                    Requester::Element(path) => scan.requester.clone().ok_or_else(|| {
+                        ProxyError::MissingRequester(format!(
+                            "the envelope has no {}",
+                            path.join("/")
+                        ))
+                    })?,
+                    Requester::Header(name) => header_text(&parts.headers, name)?,
+                };
+                let strip = match requester {
+                    Requester::Header(name) => Some(name),
+                    Requester::Element(_) => None,
+                };
+                let subject = self.config.subjects.subject_for(&requester_text)?;
+                ctx.subject = Some(subject.clone());
+                let token = self.get_token(provider, subject).await?;
+                let rewritten = Bytes::from(envelope::rewrite(
+                    &body,
+                    &scan,
+                    session,
+                    token.access_token.expose(),
+                ));
+                let headers = forward::request_headers(&parts.headers, strip);
+                let url = self.upstream_url(route, &token, &parts.uri)?;
+                forward::send(
+                    &self.upstream,
+                    parts.method,
+                    url,
+                    headers,
+                    rewritten,
+                    self.config.upstream_timeout,
+                )
+                .await
+                .map_err(ProxyError::Upstream)
+            }
+            Protocol::Rest { requester_header } => {
+                let requester_text = header_text(&parts.headers, requester_header)?;
+                let subject = self.config.subjects.subject_for(&requester_text)?;
+                ctx.subject = Some(subject.clone());
+                let token = self.get_token(provider, subject).await?;
+                let mut headers = forward::request_headers(&parts.headers, Some(requester_header));
+                let bearer =
+                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose()))
+                        .map_err(|_| ProxyError::Token {
+                            subject: ctx.subject.clone().unwrap_or_default(),
+                            source: crate::token::TokenError::BadResponse(
+                                "access_token is not a valid header value".into(),
+                            ),
+                        })?;
+                let mut bearer = bearer;
+                bearer.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, bearer);
+                let url = self.upstream_url(route, &token, &parts.uri)?;
+                forward::send(
+                    &self.upstream,
+                    parts.method,
+                    url,
+                    headers,
+                    body,
+                    self.config.upstream_timeout,
+                )
+                .await
+                .map_err(ProxyError::Upstream)
+            }
+        }
+    }
+
+    /// The token for `(provider, subject)`: from the store, or one exchange shared by all who wait.
+    async fn get_token(
+        &self,
+        provider: &Arc<crate::token::provider::Provider>,
+        subject: String,
+    ) -> Result<Arc<Token>, ProxyError> {
+        let key = TokenKey {
+            provider: provider.name.clone(),
+            subject: subject.as_str().into(),
+            scope: provider.scope.clone(),
+        };
+        let fetch_provider = Arc::clone(provider);
+        let clock = self.clock.clone();
+        let fetch_subject = subject.clone();
+        let fetch: Fetch = Box::new(move || {
+            async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed()
+        });
+        self.store
+            .get_or_fetch(&key, fetch)
+            .await
+            .map_err(|source| ProxyError::Token { subject, source })
+    }
+
+    fn upstream_url(
+        &self,
+        route: &Route,
+        token: &Token,
+        uri: &http::Uri,
+    ) -> Result<url::Url, ProxyError> {
+        let base = match &route.upstream {
+            Upstream::Fixed(url) => url,
+            Upstream::InstanceUrl => {
+                let url = token
+                    .instance_url
+                    .as_ref()
+                    .ok_or_else(|| ProxyError::NoInstanceUrl(route.provider.name.to_string()))?;
+                forward::check_instance(url).map_err(ProxyError::Upstream)?;
+                url
+            }
+        };
+        forward::upstream_url(base, uri.path(), uri.query()).map_err(ProxyError::Upstream)
+    }
+}
+
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge(limit))
+        }
+        Err(e) => Err(ProxyError::BodyRead(e.to_string())),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Result<String, ProxyError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| ProxyError::MissingRequester(format!("header {name} is absent")))?;
+    if values.next().is_some() {
+        return Err(ProxyError::MissingRequester(format!(
+            "header {name} appears more than once"
+        )));
+    }
+    value
+        .to_str()
+        .map(str::to_owned)
+        .map_err(|_| ProxyError::MissingRequester(format!("header {name} is not visible ASCII")))
+}
+
+/// The caller's `X-Request-Id` when it is short and printable, or a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}

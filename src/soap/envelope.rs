@@ -1,0 +1,568 @@
+//! The one streaming pass over a buffered SOAP request: checks the envelope's shape, finds the
+//! operation in the WSDL, reads the requester and marks where the session token goes; then
+//! `rewrite` writes the forwarded envelope, copying every other byte unchanged.
+//!
+//! No DOM of the request is built: quick-xml events over the borrowed body, a stack of local names
+//! borrowed from it, and byte offsets.
+
+use std::ops::Range;
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+use super::wsdl::{OperationMismatch, Wsdl};
+use super::{QName, SoapVersion, escape_text, escape_xml};
+
+/// Elements nest at most this deep in a request; deeper is refused before it can cost anything.
+pub const MAX_DEPTH: usize = 128;
+
+/// Where in the envelope things are, as local names below `Envelope`
+/// (e.g. `["Header", "SessionHeader", "sessionId"]`).
+pub type ElementPath = Vec<String>;
+
+/// What the pass looks for.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// Read the requester from this element's text (`None`: it comes from an HTTP header).
+    pub requester: Option<&'a [String]>,
+    /// Write the session token as this element's text.
+    pub session: &'a [String],
+}
+
+/// A request that passed: what was found and where the token goes.
+#[derive(Debug)]
+pub struct Scan {
+    pub version: SoapVersion,
+    /// Index into `Wsdl::operations`.
+    pub operation: usize,
+    pub requester: Option<String>,
+    pub slot: Slot,
+}
+
+/// Where the session token is written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Replace these bytes (the element's content) with the token.
+    Content(Range<usize>),
+    /// Replace an empty-element tag (`<sessionId/>`) with a start tag, the token and an end tag.
+    EmptyTag { range: Range<usize>, name: String },
+    /// The element is absent: insert the missing elements, starting with `path[depth..]`, at byte
+    /// `at`. `namespace` is the namespace of the first inserted element below `Header`, `env_prefix`
+    /// the prefix the envelope uses (for a `Header` that must be created).
+    Insert {
+        at: usize,
+        depth: usize,
+        namespace: Option<String>,
+        env_prefix: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("request body is not well-formed XML near byte {at}: {reason}")]
+    Malformed { at: u64, reason: String },
+    #[error("request body is not UTF-8 text")]
+    NotUtf8,
+    #[error("XML declaration names encoding '{0}'; only UTF-8 is accepted")]
+    Encoding(String),
+    #[error("document type declarations (DTD) are not accepted in SOAP messages")]
+    Doctype,
+    #[error("processing instructions are not accepted in SOAP messages")]
+    ProcessingInstruction,
+    #[error("root element is '{0}', not a SOAP 1.1 or SOAP 1.2 Envelope")]
+    NotEnvelope(String),
+    #[error(
+        "unexpected element '{0}' in Envelope: only Header and Body may appear there, in that order"
+    )]
+    UnexpectedEnvelopeChild(String),
+    #[error("Envelope has more than one {0}")]
+    Duplicate(&'static str),
+    #[error("Envelope has no Body")]
+    NoBody,
+    #[error("Body holds no operation element")]
+    EmptyBody,
+    #[error(
+        "Body holds more than one element ('{first}' and '{second}'); a request invokes exactly one operation"
+    )]
+    SeveralOperations { first: String, second: String },
+    #[error("Body element {0} is not an operation of this service's WSDL")]
+    UnknownOperation(QName),
+    #[error("{version} envelope, but the WSDL binds operation '{operation}' only over {bound}")]
+    VersionMismatch {
+        version: SoapVersion,
+        operation: String,
+        bound: SoapVersion,
+    },
+    #[error("text is not allowed directly inside {0}")]
+    StrayText(&'static str),
+    #[error("content after the end of the Envelope")]
+    TrailingContent,
+    #[error("elements nest deeper than {MAX_DEPTH}")]
+    TooDeep,
+    #[error("{0} appears more than once")]
+    AmbiguousElement(String),
+    #[error("{0} must hold text only, not elements")]
+    NotText(String),
+    #[error("undefined entity reference '&{0};'")]
+    UnknownEntity(String),
+    #[error(
+        "the envelope has no {path} and the WSDL declares no unique '{element}' element to create it from"
+    )]
+    CannotInsert { path: String, element: String },
+}
+
+impl EnvelopeError {
+    /// Stable machine-readable code for the fault detail and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnvelopeError::UnknownOperation(_) => "unknown_operation",
+            EnvelopeError::VersionMismatch { .. } => "soap_version_mismatch",
+            EnvelopeError::Doctype
+            | EnvelopeError::ProcessingInstruction
+            | EnvelopeError::TooDeep => "xml_not_allowed",
+            EnvelopeError::CannotInsert { .. } => "no_session_element",
+            _ => "malformed_envelope",
+        }
+    }
+}
+
+/// Runs the pass. `wsdl` decides which body elements are operations.
+pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeError> {
+    let text = std::str::from_utf8(body).map_err(|_| EnvelopeError::NotUtf8)?;
+    let mut reader = NsReader::from_str(text);
+    reader.config_mut().check_end_names = true;
+
+    let mut stack: Vec<&str> = Vec::with_capacity(16);
+    let mut stack_ns: Vec<Option<String>> = Vec::with_capacity(16);
+    let mut version = None;
+    let mut env_prefix: Option<String> = None;
+    let mut seen_header = false;
+    let mut seen_body = false;
+    let mut body_start = 0usize;
+    let mut header_end = None;
+    let mut operation = None;
+    let mut first_op_name = String::new();
+    let mut ended = false;
+
+    // The requester and the session element are often the same element: one capture serves both.
+    let mut requester: Option<String> = None;
+    let mut capture: Option<Capture> = None;
+    let mut slot: Option<Slot> = None;
+    // The deepest prefix of the session path seen, and where its content ends.
+    let mut session_prefix: (usize, usize, Option<String>) = (0, 0, None);
+
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => {
+                return Err(EnvelopeError::Malformed {
+                    at: reader.error_position(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let after = reader.buffer_position() as usize;
+        match event {
+            Event::Decl(decl) => {
+                if let Some(Ok(enc)) = decl.encoding() {
+                    let enc = String::from_utf8_lossy(&enc).into_owned();
+                    if !enc.eq_ignore_ascii_case("utf-8") {
+                        return Err(EnvelopeError::Encoding(enc));
+                    }
+                }
+            }
+            Event::DocType(_) => return Err(EnvelopeError::Doctype),
+            Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                if ended {
+                    return Err(EnvelopeError::TrailingContent);
+                }
+                if capture.is_some() {
+                    let path = stack[1..].join("/");
+                    return Err(EnvelopeError::NotText(path));
+                }
+                // The name as a slice of the body itself, so the stack borrows the body, not the event.
+                let qname = tag_name(text, before, e.name().as_ref())?;
+                let local = qname.split_once(':').map_or(qname, |(_, l)| l);
+                let (resolved, _) = reader.resolve_element(e.name());
+                let ns = match resolved {
+                    ResolveResult::Bound(ns) => Some(
+                        std::str::from_utf8(ns.into_inner()).map_err(|_| EnvelopeError::NotUtf8)?,
+                    ),
+                    ResolveResult::Unbound => None,
+                    ResolveResult::Unknown(p) => {
+                        return Err(EnvelopeError::Malformed {
+                            at: before as u64,
+                            reason: format!(
+                                "undeclared namespace prefix '{}'",
+                                String::from_utf8_lossy(&p)
+                            ),
+                        });
+                    }
+                };
+                let depth = stack.len();
+                if depth >= MAX_DEPTH {
+                    return Err(EnvelopeError::TooDeep);
+                }
+                match depth {
+                    0 => {
+                        version = ns
+                            .and_then(|n| SoapVersion::from_envelope_ns(n.as_bytes()))
+                            .filter(|_| local == "Envelope");
+                        if version.is_none() {
+                            return Err(EnvelopeError::NotEnvelope(local.to_owned()));
+                        }
+                        env_prefix = qname.split_once(':').map(|(p, _)| p.to_owned());
+                    }
+                    1 => {
+                        let in_env_ns =
+                            ns.map(str::as_bytes) == version.map(|v| v.envelope_ns().as_bytes());
+                        match local {
+                            "Header" if in_env_ns && !seen_header && !seen_body => {
+                                seen_header = true
+                            }
+                            "Body" if in_env_ns && !seen_body => {
+                                seen_body = true;
+                                body_start = before;
+                            }
+                            "Header" | "Body" if in_env_ns => {
+                                return Err(EnvelopeError::Duplicate(if local == "Header" {
+                                    "Header"
+                                } else {
+                                    "Body"
+                                }));
+                            }
+                            _ => {
+                                return Err(EnvelopeError::UnexpectedEnvelopeChild(
+                                    local.to_owned(),
+                                ));
+                            }
+                        }
+                    }
+                    2 if stack[1] == "Body" => {
+                        if operation.is_some() {
+                            return Err(EnvelopeError::SeveralOperations {
+                                first: first_op_name,
+                                second: local.to_owned(),
+                            });
+                        }
+                        let qname = QName::new(ns.unwrap_or_default(), local);
+                        let v = version.unwrap_or(SoapVersion::V11);
+                        let op = match wsdl.operation_for(v, &qname) {
+                            Ok(op) => op,
+                            Err(OperationMismatch::Unknown) => {
+                                return Err(EnvelopeError::UnknownOperation(qname));
+                            }
+                            Err(OperationMismatch::WrongVersion { operation, bound }) => {
+                                return Err(EnvelopeError::VersionMismatch {
+                                    version: v,
+                                    operation,
+                                    bound,
+                                });
+                            }
+                        };
+                        first_op_name = local.to_owned();
+                        operation = wsdl.operations.iter().position(|o| std::ptr::eq(o, op));
+                    }
+                    _ => {}
+                }
+                stack.push(local);
+                stack_ns.push(ns.map(str::to_owned));
+                let below = &stack[1..];
+                let is_requester = plan.requester.is_some_and(|p| path_eq(p, below));
+                let is_session = path_eq(plan.session, below);
+                if is_requester && requester.is_some() || is_session && slot.is_some() {
+                    return Err(EnvelopeError::AmbiguousElement(below.join("/")));
+                }
+                if is_session {
+                    session_prefix = (below.len(), 0, None);
+                } else if below.len() > session_prefix.0 && is_prefix(below, plan.session) {
+                    session_prefix = (below.len(), 0, ns.map(str::to_owned));
+                }
+                if is_empty {
+                    if is_requester {
+                        requester = Some(String::new());
+                    }
+                    if is_session {
+                        slot = Some(Slot::EmptyTag {
+                            range: before..after,
+                            name: qname.to_owned(),
+                        });
+                    }
+                    stack.pop();
+                    stack_ns.pop();
+                    if stack.is_empty() {
+                        ended = true;
+                    }
+                } else if is_requester || is_session {
+                    capture = Some(Capture {
+                        text: String::new(),
+                        start: after,
+                        requester: is_requester,
+                        session: is_session,
+                    });
+                }
+            }
+            Event::End(_) => {
+                let below_len = stack.len().saturating_sub(1);
+                if let Some(c) = capture.take() {
+                    if c.requester {
+                        requester = Some(c.text);
+                    }
+                    if c.session {
+                        slot = Some(Slot::Content(c.start..before));
+                    }
+                }
+                if below_len == session_prefix.0
+                    && below_len > 0
+                    && is_prefix(&stack[1..], plan.session)
+                {
+                    session_prefix.1 = before;
+                    if below_len < plan.session.len() {
+                        session_prefix.2 = stack_ns.last().cloned().flatten();
+                    }
+                }
+                if stack.len() == 2 && stack[1] == "Header" {
+                    header_end = Some(before);
+                }
+                stack.pop();
+                stack_ns.pop();
+                if stack.is_empty() {
+                    ended = true;
+                }
+            }
+            Event::Text(t) => {
+                let raw = t.decode().map_err(|_| EnvelopeError::NotUtf8)?;
+                if let Some(c) = capture.as_mut() {
+                    c.text.push_str(&raw);
+                } else if stack.len() < 2 && !raw.trim().is_empty() {
+                    return Err(if ended {
+                        EnvelopeError::TrailingContent
+                    } else {
+                        EnvelopeError::StrayText(if stack.is_empty() {
+                            "the document"
+                        } else {
+                            "Envelope"
+                        })
+                    });
+                }
+            }
+            Event::CData(t) => {
+                if let Some(c) = capture.as_mut() {
+                    c.text
+                        .push_str(&t.decode().map_err(|_| EnvelopeError::NotUtf8)?);
+                } else if stack.len() < 2 {
+                    return Err(EnvelopeError::StrayText("Envelope"));
+                }
+            }
+            Event::GeneralRef(r) => {
+                let ch = resolve_entity(&r)?;
+                if let Some(c) = capture.as_mut() {
+                    c.text.push(ch);
+                } else if stack.len() < 2 {
+                    return Err(EnvelopeError::StrayText("Envelope"));
+                }
+            }
+            Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+
+    let version = version.ok_or(EnvelopeError::NotEnvelope(String::new()))?;
+    if !seen_body {
+        return Err(EnvelopeError::NoBody);
+    }
+    let operation = operation.ok_or(EnvelopeError::EmptyBody)?;
+    let slot = match slot {
+        Some(slot) => slot,
+        None => insertion(
+            plan.session,
+            session_prefix,
+            header_end,
+            body_start,
+            env_prefix,
+            wsdl,
+        )?,
+    };
+    Ok(Scan {
+        version,
+        operation,
+        requester,
+        slot,
+    })
+}
+
+/// The tag name of the start tag at `at` (`<name ...`), as a slice of `text`.
+fn tag_name<'t>(text: &'t str, at: usize, name: &[u8]) -> Result<&'t str, EnvelopeError> {
+    let start = at + 1;
+    match text.as_bytes().get(start..start + name.len()) {
+        Some(found) if found == name && text.as_bytes().get(at) == Some(&b'<') => {
+            Ok(&text[start..start + name.len()])
+        }
+        _ => Err(EnvelopeError::Malformed {
+            at: at as u64,
+            reason: "tag name not where the parser reported it".into(),
+        }),
+    }
+}
+
+struct Capture {
+    text: String,
+    start: usize,
+    requester: bool,
+    session: bool,
+}
+
+fn path_eq(path: &[String], stack: &[&str]) -> bool {
+    path.len() == stack.len() && path.iter().zip(stack).all(|(a, b)| a == b)
+}
+
+fn is_prefix(stack: &[&str], path: &[String]) -> bool {
+    stack.len() <= path.len() && path.iter().zip(stack).all(|(a, b)| a == b)
+}
+
+fn resolve_entity(r: &quick_xml::events::BytesRef<'_>) -> Result<char, EnvelopeError> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c),
+            _ => Err(EnvelopeError::UnknownEntity(
+                String::from_utf8_lossy(r).into_owned(),
+            )),
+        };
+    }
+    match &**r {
+        b"amp" => Ok('&'),
+        b"lt" => Ok('<'),
+        b"gt" => Ok('>'),
+        b"quot" => Ok('"'),
+        b"apos" => Ok('\''),
+        other => Err(EnvelopeError::UnknownEntity(
+            String::from_utf8_lossy(other).into_owned(),
+        )),
+    }
+}
+
+/// Where to create the session element when the envelope lacks it (the requester came from a
+/// header, and the app sent no `SessionHeader`).
+fn insertion(
+    path: &[String],
+    (depth, end, parent_ns): (usize, usize, Option<String>),
+    header_end: Option<usize>,
+    body_start: usize,
+    env_prefix: Option<String>,
+    wsdl: &Wsdl,
+) -> Result<Slot, EnvelopeError> {
+    let cannot = |element: &str| EnvelopeError::CannotInsert {
+        path: path.join("/"),
+        element: element.to_owned(),
+    };
+    match depth {
+        0 => {
+            let block = path.get(1).ok_or_else(|| cannot("Header"))?;
+            if path.first().map(String::as_str) != Some("Header") {
+                return Err(cannot(&path.join("/")));
+            }
+            let ns = wsdl.element_namespace(block).ok_or_else(|| cannot(block))?;
+            Ok(Slot::Insert {
+                at: body_start,
+                depth: 0,
+                namespace: Some(ns.to_owned()),
+                env_prefix,
+            })
+        }
+        1 => {
+            let block = path.get(1).ok_or_else(|| cannot("Header"))?;
+            let ns = wsdl.element_namespace(block).ok_or_else(|| cannot(block))?;
+            let at = header_end.unwrap_or(end);
+            Ok(Slot::Insert {
+                at,
+                depth: 1,
+                namespace: Some(ns.to_owned()),
+                env_prefix,
+            })
+        }
+        d => Ok(Slot::Insert {
+            at: end,
+            depth: d,
+            namespace: parent_ns,
+            env_prefix,
+        }),
+    }
+}
+
+/// Writes the envelope to forward: `body` with the token in the slot, every other byte unchanged.
+pub fn rewrite(body: &[u8], scan: &Scan, session: &[String], token: &str) -> Vec<u8> {
+    let token = escape_text(token);
+    let mut out = Vec::with_capacity(body.len() + token.len() + 128);
+    match &scan.slot {
+        Slot::Content(range) => {
+            out.extend_from_slice(&body[..range.start]);
+            out.extend_from_slice(token.as_bytes());
+            out.extend_from_slice(&body[range.end..]);
+        }
+        Slot::EmptyTag { range, name } => {
+            out.extend_from_slice(&body[..range.start]);
+            out.extend_from_slice(format!("<{name}>{token}</{name}>").as_bytes());
+            out.extend_from_slice(&body[range.end..]);
+        }
+        Slot::Insert {
+            at,
+            depth,
+            namespace,
+            env_prefix,
+        } => {
+            out.extend_from_slice(&body[..*at]);
+            let mut open = String::new();
+            let mut close = Vec::new();
+            for (i, name) in session.iter().enumerate().skip(*depth) {
+                if i == 0 {
+                    let header = match env_prefix {
+                        Some(p) => format!("{p}:{name}"),
+                        None => name.clone(),
+                    };
+                    open.push_str(&format!("<{header}>"));
+                    close.push(header);
+                } else if i == *depth || (i == 1 && *depth == 0) {
+                    let ns = namespace
+                        .as_deref()
+                        .map(|n| format!(" xmlns=\"{}\"", escape_xml(n)))
+                        .unwrap_or_default();
+                    open.push_str(&format!("<{name}{ns}>"));
+                    close.push(name.clone());
+                } else {
+                    open.push_str(&format!("<{name}>"));
+                    close.push(name.clone());
+                }
+            }
+            out.extend_from_slice(open.as_bytes());
+            out.extend_from_slice(token.as_bytes());
+            for name in close.iter().rev() {
+                out.extend_from_slice(format!("</{name}>").as_bytes());
+            }
+            out.extend_from_slice(&body[*at..]);
+        }
+    }
+    out
+}
+
+/// The SOAP version an unparseable request most likely speaks, for writing its fault: the first
+/// envelope namespace that appears in it.
+pub fn sniff_version(body: &[u8]) -> Option<SoapVersion> {
+    let find = |needle: &str| {
+        body.windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+    };
+    match (find(super::SOAP11_ENV_NS), find(super::SOAP12_ENV_NS)) {
+        (Some(a), Some(b)) => Some(if a < b {
+            SoapVersion::V11
+        } else {
+            SoapVersion::V12
+        }),
+        (Some(_), None) => Some(SoapVersion::V11),
+        (None, Some(_)) => Some(SoapVersion::V12),
+        (None, None) => None,
+    }
+}

@@ -1,0 +1,165 @@
+//! RFC 7523 JWT bearer assertions: the claims, the RS256 signature, and the private key they need.
+//!
+//! Keys are parsed and checked with the `rsa` crate (PKCS#1 or PKCS#8 PEM, at least 2048 bits) and
+//! signed with `jsonwebtoken`'s aws-lc backend, never with `rsa`'s private-key operations
+//! (RUSTSEC-2023-0071). Nothing here prints key material: `Debug` is written by hand.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+
+use super::TokenError;
+use crate::secret::Secret;
+
+/// RFC 7523 allows any lifetime; Salesforce refuses assertions whose `exp` is over 3 minutes away.
+pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(180);
+const MIN_KEY_BITS: usize = 2048;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error(
+        "no PEM private key found (expected '-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')"
+    )]
+    NotPem,
+    #[error(
+        "the key is encrypted; store it decrypted with owner-only permissions (openssl pkcs8 -nocrypt)"
+    )]
+    Encrypted,
+    #[error("not an RSA private key: {0}")]
+    NotRsa(String),
+    #[error("RSA key has {0} bits; at least {MIN_KEY_BITS} are required")]
+    TooShort(usize),
+}
+
+/// A private key ready to sign with, and its public half (for checks and for the demo's endpoint).
+pub struct SigningKey {
+    encoding: EncodingKey,
+    public: RsaPublicKey,
+    kid: Option<String>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("bits", &(self.public.size() * 8))
+            .field("kid", &self.kid)
+            .field("private", &"...")
+            .finish()
+    }
+}
+
+impl SigningKey {
+    /// Parses a PEM private key, PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+    pub fn from_pem(pem: &str, kid: Option<String>) -> Result<SigningKey, KeyError> {
+        let private = if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(KeyError::Encrypted);
+        } else if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| KeyError::NotRsa(e.to_string()))?
+        } else if pem.contains("-----BEGIN PRIVATE KEY-----") {
+            RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| KeyError::NotRsa(e.to_string()))?
+        } else if pem.contains("PRIVATE KEY-----") {
+            return Err(KeyError::NotRsa("PEM label names another key type".into()));
+        } else {
+            return Err(KeyError::NotPem);
+        };
+        Self::from_key(&private, kid)
+    }
+
+    pub fn from_key(private: &RsaPrivateKey, kid: Option<String>) -> Result<SigningKey, KeyError> {
+        let bits = private.size() * 8;
+        if bits < MIN_KEY_BITS {
+            return Err(KeyError::TooShort(bits));
+        }
+        let der = private
+            .to_pkcs1_der()
+            .map_err(|e| KeyError::NotRsa(e.to_string()))?;
+        Ok(SigningKey {
+            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            public: private.to_public_key(),
+            kid,
+        })
+    }
+
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public
+    }
+}
+
+/// The claims of one assertion (RFC 7523 section 3).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: String,
+}
+
+/// Signs assertions for one provider (one connected app).
+#[derive(Debug)]
+pub struct Signer {
+    pub issuer: String,
+    pub audience: String,
+    pub lifetime: Duration,
+    pub key: SigningKey,
+}
+
+impl Signer {
+    /// A fresh assertion for `subject`: new `jti`, `iat` now, `exp` after the configured lifetime.
+    pub fn sign(&self, subject: &str) -> Result<Secret, TokenError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| TokenError::Signing(e.to_string()))?
+            .as_secs();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: self.audience.clone(),
+            exp: now + self.lifetime.as_secs(),
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.key.kid.clone();
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+            .map(Secret::new)
+            .map_err(|e| TokenError::Signing(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+
+    #[test]
+    fn pem_forms_and_refusals() {
+        let mut rng = rsa::rand_core::OsRng;
+        let key = RsaPrivateKey::new(&mut rng, 2048).expect("keygen");
+        let pkcs8 = key.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
+        let pkcs1 = key.to_pkcs1_pem(LineEnding::LF).expect("pkcs1");
+        assert!(SigningKey::from_pem(&pkcs8, None).is_ok());
+        assert!(SigningKey::from_pem(&pkcs1, Some("k1".into())).is_ok());
+        assert_eq!(
+            SigningKey::from_pem("hello", None).unwrap_err(),
+            KeyError::NotPem
+        );
+        assert_eq!(
+            SigningKey::from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\n", None).unwrap_err(),
+            KeyError::Encrypted
+        );
+        let small = RsaPrivateKey::new(&mut rng, 1024).expect("keygen");
+        assert_eq!(
+            SigningKey::from_key(&small, None).unwrap_err(),
+            KeyError::TooShort(1024)
+        );
+        let shown = format!("{:?}", SigningKey::from_pem(&pkcs8, None).expect("key"));
+        assert!(!shown.contains("MII") && shown.contains("2048"), "{shown}");
+    }
+}

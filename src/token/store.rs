@@ -1,0 +1,284 @@
+//! Where tokens are kept: the `TokenStore` trait and its in-memory backend.
+//!
+//! The contract every backend keeps: at most one exchange in flight per key, however many requests
+//! wait; all of them share its result, success or error; a token past its refresh point is still
+//! served while one renewal runs in the background; a token past expiry is never served.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use super::{Token, TokenError, TokenKey};
+use crate::clock::Clock;
+
+pub type TokenResult = Result<Arc<Token>, TokenError>;
+/// Runs one exchange. Called only when the store decides one is needed.
+pub type Fetch = Box<dyn FnOnce() -> BoxFuture<'static, Result<Token, TokenError>> + Send>;
+
+/// Counters a store reports (for tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub tokens: u64,
+    pub exchanges_started: u64,
+    pub exchanges_in_flight: usize,
+    /// Requests now waiting for an exchange to finish.
+    pub waiting: usize,
+}
+
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// A usable token for `key`, running `fetch` if there is none (at most one at a time per key).
+    fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult>;
+    /// Forgets `token` if it is still the one stored for `key` (the upstream refused it).
+    fn invalidate(&self, key: &TokenKey, token: &Arc<Token>);
+    fn stats(&self) -> StoreStats;
+}
+
+type InflightResult = Shared<BoxFuture<'static, TokenResult>>;
+
+/// Tokens in this process's memory, bounded by count (least recently used goes first).
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tokens: moka::sync::Cache<TokenKey, Arc<Token>>,
+    inflight: Mutex<HashMap<TokenKey, InflightResult>>,
+    clock: Clock,
+    started: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    pub fn new(max_tokens: u64, clock: Clock) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(Inner {
+                tokens: moka::sync::Cache::builder()
+                    .max_capacity(max_tokens)
+                    .build(),
+                inflight: Mutex::new(HashMap::new()),
+                clock,
+                started: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The exchange in flight for `key`, started now if there is none. Call with the lock held.
+    fn join_or_start(
+        &self,
+        inflight: &mut HashMap<TokenKey, InflightResult>,
+        key: &TokenKey,
+        fetch: Fetch,
+    ) -> InflightResult {
+        if let Some(running) = inflight.get(key) {
+            return running.clone();
+        }
+        self.inner.started.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::clone(&self.inner);
+        let owned_key = key.clone();
+        // A task of its own, so that the exchange finishes (and is stored) even if every request
+        // that waited for it has gone away.
+        let task = tokio::spawn(async move {
+            let result = fetch().await.map(Arc::new);
+            if let Ok(token) = &result {
+                inner.tokens.insert(owned_key.clone(), Arc::clone(token));
+            }
+            lock(&inner.inflight).remove(&owned_key);
+            result
+        });
+        let shared = async move {
+            task.await
+                .unwrap_or_else(|e| Err(TokenError::Internal(e.to_string())))
+        }
+        .boxed()
+        .shared();
+        inflight.insert(key.clone(), shared.clone());
+        shared
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map stays consistent even if a holder panicked: every critical section is one call.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult> {
+        let now = self.inner.clock.now();
+        if let Some(token) = self.inner.tokens.get(key) {
+            if now < token.refresh_at {
+                return futures_util::future::ready(Ok(token)).boxed();
+            }
+            if now < token.expires_at {
+                // Serve the current token; renew in the background.
+                let mut inflight = lock(&self.inner.inflight);
+                drop(self.join_or_start(&mut inflight, key, fetch));
+                return futures_util::future::ready(Ok(token)).boxed();
+            }
+        }
+        let running = {
+            let mut inflight = lock(&self.inner.inflight);
+            // An exchange may have finished between the look-up above and taking the lock.
+            match self.inner.tokens.get(key) {
+                Some(token)
+                    if now < token.expires_at
+                        && !inflight.contains_key(key)
+                        && now < token.refresh_at =>
+                {
+                    return futures_util::future::ready(Ok(token)).boxed();
+                }
+                _ => self.join_or_start(&mut inflight, key, fetch),
+            }
+        };
+        async move {
+            self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+            let _waiting = Waiting(&self.inner.waiting);
+            running.await
+        }
+        .boxed()
+    }
+
+    fn invalidate(&self, key: &TokenKey, token: &Arc<Token>) {
+        if self
+            .inner
+            .tokens
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(&current, token))
+        {
+            self.inner.tokens.invalidate(key);
+        }
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            tokens: self.inner.tokens.entry_count(),
+            exchanges_started: self.inner.started.load(Ordering::Relaxed),
+            exchanges_in_flight: lock(&self.inner.inflight).len(),
+            waiting: self.inner.waiting.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    fn token(clock: &Clock, n: u32) -> Token {
+        let now = clock.now();
+        Token {
+            access_token: Secret::new(format!("tok-{n}")),
+            token_type: "Bearer".into(),
+            instance_url: None,
+            scope: None,
+            id: None,
+            refresh_at: now + Duration::from_secs(60),
+            expires_at: now + Duration::from_secs(120),
+        }
+    }
+
+    fn key() -> TokenKey {
+        TokenKey {
+            provider: "p".into(),
+            subject: "alice@example.com".into(),
+            scope: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_share_one_exchange_and_its_error() {
+        let clock = Clock::default();
+        let store = MemoryStore::new(100, clock.clone());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let k = key();
+        let mut pending = Vec::new();
+        for _ in 0..20 {
+            let calls = calls.clone();
+            let mut gate = gate.clone();
+            let fetch: Fetch = Box::new(move || {
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.wait_for(|open| *open).await;
+                    Err(TokenError::Status(503))
+                }
+                .boxed()
+            });
+            pending.push(store.get_or_fetch(&k, fetch));
+        }
+        let all = futures_util::future::join_all(pending);
+        let _ = release.send(true);
+        let results = all.await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().err() == Some(&TokenError::Status(503)))
+        );
+        assert_eq!(store.stats().exchanges_in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn refresh_point_renews_in_background_and_expiry_waits() {
+        let clock = Clock::default();
+        let store = MemoryStore::new(100, clock.clone());
+        let k = key();
+        let n = Arc::new(AtomicUsize::new(0));
+        let fetcher = |clock: Clock, n: Arc<AtomicUsize>| -> Fetch {
+            Box::new(move || {
+                async move {
+                    let i = n.fetch_add(1, Ordering::SeqCst) as u32;
+                    Ok(token(&clock, i))
+                }
+                .boxed()
+            })
+        };
+        let first = store
+            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
+            .await
+            .expect("first");
+        assert_eq!(first.access_token.expose(), "tok-0");
+        let hit = store
+            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
+            .await
+            .expect("hit");
+        assert!(Arc::ptr_eq(&first, &hit));
+        clock.advance(Duration::from_secs(90));
+        // Past the refresh point: the old token is served at once, a renewal starts.
+        let served = store
+            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
+            .await
+            .expect("served");
+        assert!(Arc::ptr_eq(&first, &served));
+        clock.advance(Duration::from_secs(200));
+        // Past expiry of both: the request waits for a new one.
+        let fresh = store
+            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
+            .await
+            .expect("fresh");
+        assert_ne!(fresh.access_token.expose(), "tok-0");
+        assert!(n.load(Ordering::SeqCst) >= 2);
+    }
+}
