@@ -34,6 +34,8 @@ pub struct Received {
 
 struct State {
     sessions: Sessions,
+    /// Local name of the element that carries the session in a SOAP request.
+    session_element: String,
     received: Mutex<Vec<Received>>,
 }
 
@@ -45,11 +47,21 @@ pub struct LoopbackUpstream {
 }
 
 impl LoopbackUpstream {
+    /// An upstream that reads SOAP sessions from `sessionId`, as Salesforce does.
     pub async fn start(sessions: Sessions) -> std::io::Result<LoopbackUpstream> {
+        Self::start_with(sessions, "sessionId").await
+    }
+
+    /// An upstream that reads SOAP sessions from the element with this local name.
+    pub async fn start_with(
+        sessions: Sessions,
+        session_element: &str,
+    ) -> std::io::Result<LoopbackUpstream> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             sessions,
+            session_element: session_element.to_owned(),
             received: Mutex::default(),
         });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -100,7 +112,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.contains("xml"));
     let credential = if is_soap {
-        session_id(&body)
+        session_id(&body, &state.session_element)
     } else {
         parts
             .headers
@@ -130,14 +142,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     }
 }
 
-/// The text of the first `sessionId` element, in any namespace.
-fn session_id(body: &[u8]) -> Option<String> {
+/// The text of the first element named `element`, in any namespace.
+fn session_id(body: &[u8], element: &str) -> Option<String> {
     let mut reader = NsReader::from_reader(body);
     let mut inside = false;
     let mut text = String::new();
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e)) if e.local_name().as_ref() == b"sessionId" => inside = true,
+            Ok(Event::Start(e)) if e.local_name().as_ref() == element.as_bytes() => inside = true,
             Ok(Event::Text(t)) if inside => text.push_str(&t.decode().ok()?),
             Ok(Event::GeneralRef(r)) if inside => {
                 let ch = match &*r {

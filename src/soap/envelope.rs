@@ -94,6 +94,8 @@ pub enum EnvelopeError {
         operation: String,
         bound: SoapVersion,
     },
+    #[error("request body is not an XML document (text outside any element)")]
+    NotXml,
     #[error("text is not allowed directly inside {0}")]
     StrayText(&'static str),
     #[error("content after the end of the Envelope")]
@@ -341,12 +343,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 } else if stack.len() < 2 && !raw.trim().is_empty() {
                     return Err(if ended {
                         EnvelopeError::TrailingContent
+                    } else if stack.is_empty() {
+                        EnvelopeError::NotXml
                     } else {
-                        EnvelopeError::StrayText(if stack.is_empty() {
-                            "the document"
-                        } else {
-                            "Envelope"
-                        })
+                        EnvelopeError::StrayText("Envelope")
                     });
                 }
             }

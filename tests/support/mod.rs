@@ -1,0 +1,289 @@
+//! Test harness: real loopback peers (a verifying token endpoint, a credential-checking upstream)
+//! and the proxy itself, started from a real config file in a temporary folder.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use oauth_egress::clock::Clock;
+use oauth_egress::loopback::Sessions;
+use oauth_egress::loopback::idp::{IdpOptions, LoopbackIdp};
+use oauth_egress::loopback::upstream::LoopbackUpstream;
+use oauth_egress::{App, Config};
+use rsa::RsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+
+pub const CLIENT_ID: &str = oauth_egress::demo::CLIENT_ID;
+pub const AUDIENCE: &str = oauth_egress::demo::AUDIENCE;
+pub const ALICE: &str = "alice@corp.example.com";
+/// What the default config maps `ALICE` to.
+pub const ALICE_SUB: &str = "alice@corp.example.com.sandbox";
+
+/// One key per test binary: generating RSA keys is the slowest thing a test could do.
+pub fn key() -> &'static RsaPrivateKey {
+    static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("keygen"))
+}
+
+pub fn key_pem() -> String {
+    key().to_pkcs8_pem(LineEnding::LF).expect("pem").to_string()
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where the config points its token endpoint and upstreams.
+pub struct Peers {
+    pub token_url: String,
+    pub upstream: String,
+}
+
+/// The default test config: the demo's partner SOAP and REST routes, plus an interhome SOAP 1.2
+/// route whose requester comes from a header, and a REST route with a fixed upstream.
+pub fn default_config(p: &Peers) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+max_body = "1 MiB"
+
+[[providers]]
+name = "salesforce"
+token_url = "{token_url}"
+client_id = "{CLIENT_ID}"
+audience = "{AUDIENCE}"
+private_key = "test.key"
+kid = "test-key-1"
+
+[[routes]]
+name = "sf-soap"
+path = "/services/Soap/u/58.0"
+kind = "soap"
+provider = "salesforce"
+wsdl = "wsdl/salesforce-partner-v58.wsdl"
+upstream = "instance_url"
+
+[[routes]]
+name = "sf-rest"
+path = "/services/data/"
+kind = "rest"
+provider = "salesforce"
+upstream = "instance_url"
+
+[[routes]]
+name = "interhome"
+path = "/interhome"
+kind = "soap"
+provider = "salesforce"
+wsdl = "wsdl/interhome.wsdl"
+upstream = "{upstream}"
+requester = {{ header = "X-Requester" }}
+session_element = "Header/ServiceAuthHeader/Password"
+
+[[routes]]
+name = "fixed-rest"
+path = "/fixed"
+kind = "rest"
+provider = "salesforce"
+upstream = "{upstream}/base"
+
+[subjects]
+template = "{{local}}@corp.example.com.sandbox"
+map = {{ "ops@corp.example.com" = "integration@corp.example.com" }}
+"#,
+        token_url = p.token_url,
+        upstream = p.upstream,
+    )
+}
+
+pub struct Harness {
+    pub proxy: SocketAddr,
+    pub idp: LoopbackIdp,
+    pub upstream: LoopbackUpstream,
+    pub sessions: Sessions,
+    pub app: Arc<App>,
+    pub clock: Clock,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Setup {
+    pub expires_in: Option<u64>,
+    /// Which element the upstream reads SOAP sessions from.
+    pub upstream_session_element: &'static str,
+    pub config: fn(&Peers) -> String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            expires_in: None,
+            upstream_session_element: "sessionId",
+            config: default_config,
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("test.key"), key_pem()).expect("key");
+        copy_wsdls(dir.path());
+        let sessions = Sessions::default();
+        let upstream =
+            LoopbackUpstream::start_with(sessions.clone(), setup.upstream_session_element)
+                .await
+                .expect("upstream");
+        let idp = LoopbackIdp::start(
+            IdpOptions {
+                client_id: CLIENT_ID.into(),
+                audience: AUDIENCE.into(),
+                public_key: key().to_public_key(),
+                instance_url: upstream.url(),
+                expires_in: setup.expires_in,
+            },
+            sessions.clone(),
+        )
+        .await
+        .expect("idp");
+        let peers = Peers {
+            token_url: idp.token_url(),
+            upstream: upstream.url(),
+        };
+        let path = dir.path().join("oauth-egress.toml");
+        std::fs::write(&path, (setup.config)(&peers)).expect("config");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        let clock = Clock::default();
+        let app = Arc::new(App::with_clock(config, clock.clone()).expect("app"));
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(oauth_egress::run(
+            Arc::clone(&app),
+            async {
+                let _ = stopped.await;
+            },
+            Some(bound_tx),
+        ));
+        let proxy = bound_rx.await.expect("bound");
+        Harness {
+            proxy,
+            idp,
+            upstream,
+            sessions,
+            app,
+            clock,
+            http: reqwest::Client::new(),
+            dir,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    /// POSTs a SOAP 1.1 envelope to the partner route.
+    pub async fn soap11(&self, envelope: &str) -> Answer {
+        self.post(
+            "/services/Soap/u/58.0",
+            "text/xml; charset=utf-8",
+            envelope,
+            &[],
+        )
+        .await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Answer::from(req.send().await.expect("send")).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Answer::from(req.send().await.expect("send")).await
+    }
+}
+
+pub fn copy_wsdls(to: &Path) {
+    std::fs::create_dir_all(to.join("wsdl")).expect("mkdir");
+    for name in ["salesforce-partner-v58.wsdl", "interhome.wsdl"] {
+        std::fs::copy(
+            manifest_dir().join("wsdl").join(name),
+            to.join("wsdl").join(name),
+        )
+        .expect("copy wsdl");
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    async fn from(r: reqwest::Response) -> Answer {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.text().await.expect("body");
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A partner API `query` with `requester` as the session, as internal apps send it.
+pub fn query(requester: &str) -> String {
+    oauth_egress::demo::query_envelope(requester, "SELECT Id FROM Account")
+}
+
+/// Waits until `cond` holds, checking every few milliseconds; fails after 10 s. For conditions
+/// that another task makes true (a background renewal): the wait ends as soon as it holds.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
