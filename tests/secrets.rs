@@ -1,0 +1,123 @@
+//! No access token, assertion or key material in any log line (at TRACE, every crate), response
+//! or `Debug` output, across successes and failures.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_logs_responses_or_debug() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let h = Harness::start().await;
+    let mut answers = Vec::new();
+    answers.push(h.soap11(&query(ALICE)).await);
+    answers.push(
+        h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
+            .await,
+    );
+    answers.push(
+        h.get(
+            "/services/data/v58.0/x",
+            &[("X-Requester", "bob@corp.example.com")],
+        )
+        .await,
+    );
+    // The upstream no longer knows alice's session: its fault comes back as it was.
+    let issued = h.sessions.tokens();
+    for t in &issued {
+        h.sessions.revoke(t);
+    }
+    answers.push(h.soap11(&query(ALICE)).await);
+    answers.push(
+        h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
+            .await,
+    );
+    h.idp.refuse("carol@corp.example.com.sandbox");
+    answers.push(
+        h.get(
+            "/services/data/v58.0/x",
+            &[("X-Requester", "carol@corp.example.com")],
+        )
+        .await,
+    );
+    h.idp.fail_with(Some(500));
+    answers.push(h.soap11(&query("dave@corp.example.com")).await);
+
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(
+        answers[3].status, 500,
+        "revoked session: upstream's fault passed through"
+    );
+    assert!(answers[3].body.contains("INVALID_SESSION_ID"));
+    assert_eq!(answers[5].status, 403);
+
+    let assertions = h.idp.assertions();
+    assert_eq!(issued.len(), 2);
+    assert_eq!(
+        assertions.len(),
+        3,
+        "alice, bob, carol (dave never reached verification)"
+    );
+    let pem = key_pem();
+    let key_lines: Vec<&str> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 32)
+        .collect();
+    assert!(!key_lines.is_empty());
+
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(log_text.contains("Request answered."), "logs were captured");
+    assert!(log_text.contains("subject_refused"), "failures were logged");
+    let debug = format!("{:?}", h.app);
+    assert!(debug.contains("SigningKey"), "Debug shows the structure");
+    let responses: String = answers
+        .iter()
+        .map(|a| format!("{:?}\n{}\n", a.headers, a.body))
+        .collect();
+
+    for (name, text) in [
+        ("logs", &log_text),
+        ("Debug", &debug),
+        ("responses", &responses),
+    ] {
+        for t in &issued {
+            assert!(!text.contains(t.as_str()), "access token in {name}");
+            // Not even a long piece of one.
+            assert!(
+                !text.contains(&t[t.len() - 20..]),
+                "access token fragment in {name}"
+            );
+        }
+        for a in &assertions {
+            assert!(!text.contains(a.as_str()), "assertion in {name}");
+            let signature = a.rsplit('.').next().unwrap();
+            assert!(!text.contains(signature), "assertion signature in {name}");
+        }
+        for line in &key_lines {
+            assert!(!text.contains(line), "private key material in {name}");
+        }
+    }
+}
