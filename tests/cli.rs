@@ -1,5 +1,7 @@
 //! The `oauth-egress` binary: `check` reports every config error with file and line and exits 64;
 //! `check` passes a good config; `demo` runs the whole pipeline.
+// A panic in a test is a failed test: unwrap freely here.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

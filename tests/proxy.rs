@@ -1,5 +1,7 @@
 //! The core pipeline over real loopback sockets: SOAP and REST calls in, assertion verified by the
 //! token endpoint, credential checked by the upstream, answers back; and every error path.
+// A panic in a test is a failed test: unwrap freely here.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
