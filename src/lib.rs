@@ -45,6 +45,6 @@ pub async fn run(
         let app = Arc::clone(&app);
         async move { app.handle(req).await }
     };
-    server::serve(listener, handler, shutdown, DRAIN).await;
+    server::serve(listener, None, handler, shutdown, DRAIN).await;
     Ok(())
 }

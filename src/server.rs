@@ -1,6 +1,6 @@
-//! Accepting connections: an HTTP/1.1 server over a bound listener that hands each request to a
-//! handler and, when `shutdown` resolves, stops accepting and lets open requests finish.
-//! The proxy and the loopback peers (demo, tests) all serve through here.
+//! Accepting connections: an HTTP/1.1 server over a bound listener, in plain TCP or TLS, that
+//! hands each request to a handler and, when `shutdown` resolves, stops accepting and lets open
+//! requests finish. The proxy and the loopback peers (demo, tests) all serve through here.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,12 +13,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ProxyBody;
 
+/// Longest a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until `shutdown` resolves, then waits up to `drain` for open connections to finish.
+/// With `tls`, every connection is a TLS server connection first.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handler: H,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -46,10 +52,27 @@ pub async fn serve<H, Fut>(
                     let fut = handler(req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let result = match tls {
+                        None => watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await,
+                        Some(acceptor) => {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed.");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out.");
+                                    return;
+                                }
+                            };
+                            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "Connection ended with an error.");
                     }
                 });
@@ -67,4 +90,24 @@ pub async fn serve<H, Fut>(
             "Connections still open after the drain time; closing them."
         );
     }
+}
+
+/// A TLS acceptor for a PEM certificate chain and private key.
+pub fn tls_acceptor(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate chain: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }

@@ -233,6 +233,37 @@ async fn soap_and_rest_for_one_subject_share_one_token() {
     assert_eq!(h.idp.issued(), 2, "one exchange per subject");
 }
 
+#[tokio::test]
+async fn https_upstream_with_a_private_ca_in_ca_files() {
+    let h = Harness::with(Setup {
+        tls_upstream: true,
+        trust_test_ca: true,
+        ..Setup::default()
+    })
+    .await;
+    assert!(h.upstream.url().starts_with("https://"));
+    let a = h.soap11(&query(ALICE)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = h
+        .get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.upstream.received()[1].subject.as_deref(), Some(ALICE_SUB));
+
+    // The same upstream without the CA trusted: the certificate is refused, nothing is sent.
+    let untrusted = Harness::with(Setup {
+        tls_upstream: true,
+        ..Setup::default()
+    })
+    .await;
+    let a = untrusted
+        .get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
+        .await;
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert!(a.body.contains("upstream_unreachable"), "{}", a.body);
+    assert!(untrusted.upstream.received().is_empty());
+}
+
 // === tokens ===
 
 #[tokio::test]
@@ -625,8 +656,12 @@ async fn the_loopback_endpoint_rejects_replays_tampering_and_foreign_keys() {
         lifetime: Duration::from_secs(180),
         key: SigningKey::from_key(key(), None).unwrap(),
     };
-    let client =
-        TokenClient::new(h.idp.token_url().parse().unwrap(), Duration::from_secs(5)).unwrap();
+    let client = TokenClient::new(
+        h.idp.token_url().parse().unwrap(),
+        Duration::from_secs(5),
+        &[],
+    )
+    .unwrap();
     let assertion = signer.sign(ALICE_SUB).unwrap();
     assert!(client.exchange(&assertion, None).await.is_ok());
     let replay = client.exchange(&assertion, None).await.err().unwrap();

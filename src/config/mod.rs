@@ -83,6 +83,8 @@ pub struct Config {
     pub providers: Vec<Arc<Provider>>,
     pub routes: Vec<Route>,
     pub subjects: SubjectMap,
+    /// CA certificates trusted besides the system's, for token endpoints and upstreams.
+    pub extra_roots: Vec<reqwest::Certificate>,
 }
 
 #[derive(Debug)]
@@ -433,6 +435,27 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// The I/O step: keys, WSDLs, clients.
 fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>) -> Option<Config> {
+    let mut extra_roots = Vec::new();
+    for file in &raw.tls.ca_files {
+        let path = base.join(file.get_ref());
+        let loaded = std::fs::read(&path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|pem| {
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("not PEM certificates: {e}"))
+            })
+            .and_then(|certs| {
+                if certs.is_empty() {
+                    Err("holds no certificate".to_owned())
+                } else {
+                    Ok(certs)
+                }
+            });
+        match loaded {
+            Ok(certs) => extra_roots.extend(certs),
+            Err(e) => errors.at(file.span(), format!("ca_files {}: {e}", path.display())),
+        }
+    }
     let mut providers = Vec::new();
     for (p, token_url) in raw.providers.iter().zip(checked.token_urls) {
         let p = p.get_ref();
@@ -453,7 +476,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             }
         };
         let token_url = token_url?;
-        let client = match TokenClient::new(token_url, p.timeout.get_ref().0) {
+        let client = match TokenClient::new(token_url, p.timeout.get_ref().0, &extra_roots) {
             Ok(c) => c,
             Err(e) => {
                 errors.at(
@@ -565,6 +588,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         providers,
         routes,
         subjects,
+        extra_roots,
     })
 }
 

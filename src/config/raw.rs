@@ -20,6 +20,17 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub subjects: RawSubjects,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM files of CA certificates trusted for token endpoints and upstreams, on top of the
+    /// system's (a private PKI, a TLS-inspecting gateway). Default: none.
+    #[serde(default)]
+    pub ca_files: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,6 +82,7 @@ impl LoopbackIdp {
         };
         tokio::spawn(crate::server::serve(
             listener,
+            None,
             handler,
             async {
                 let _ = stopped.await;

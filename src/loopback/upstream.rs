@@ -42,21 +42,25 @@ struct State {
 /// A running loopback upstream. Dropping it stops it.
 pub struct LoopbackUpstream {
     pub addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     _stop: oneshot::Sender<()>,
 }
 
 impl LoopbackUpstream {
-    /// An upstream that reads SOAP sessions from `sessionId`, as Salesforce does.
+    /// An upstream over plain HTTP that reads SOAP sessions from `sessionId`, as Salesforce does.
     pub async fn start(sessions: Sessions) -> std::io::Result<LoopbackUpstream> {
-        Self::start_with(sessions, "sessionId").await
+        Self::start_with(sessions, "sessionId", None).await
     }
 
-    /// An upstream that reads SOAP sessions from the element with this local name.
+    /// An upstream that reads SOAP sessions from the element with this local name, over TLS
+    /// when given an acceptor.
     pub async fn start_with(
         sessions: Sessions,
         session_element: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<LoopbackUpstream> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
@@ -72,6 +76,7 @@ impl LoopbackUpstream {
         };
         tokio::spawn(crate::server::serve(
             listener,
+            tls,
             handler,
             async {
                 let _ = stopped.await;
@@ -80,13 +85,14 @@ impl LoopbackUpstream {
         ));
         Ok(LoopbackUpstream {
             addr,
+            scheme,
             state,
             _stop: stop,
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Every request received so far, oldest first.

@@ -27,8 +27,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+/// `extra_roots`: CA certificates trusted besides the system's.
+pub fn client(
+    connect_timeout: Duration,
+    extra_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .tls_certs_merge(extra_roots.iter().cloned())
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))

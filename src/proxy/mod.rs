@@ -55,7 +55,7 @@ impl App {
 
     /// An app whose token expiry is measured on `clock` (tests advance it).
     pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
-        let upstream = forward::client(config.upstream_connect_timeout)?;
+        let upstream = forward::client(config.upstream_connect_timeout, &config.extra_roots)?;
         let store: Arc<dyn TokenStore> =
             Arc::new(MemoryStore::new(config.max_tokens, clock.clone()));
         Ok(App {

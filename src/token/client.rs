@@ -56,8 +56,14 @@ pub struct TokenClient {
 }
 
 impl TokenClient {
-    pub fn new(token_url: url::Url, timeout: Duration) -> Result<TokenClient, String> {
+    /// `extra_roots`: CA certificates trusted besides the system's.
+    pub fn new(
+        token_url: url::Url,
+        timeout: Duration,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<TokenClient, String> {
         let http = reqwest::Client::builder()
+            .tls_certs_merge(extra_roots.iter().cloned())
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())

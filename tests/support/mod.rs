@@ -112,6 +112,10 @@ pub struct Harness {
 
 pub struct Setup {
     pub expires_in: Option<u64>,
+    /// Serve the upstream over TLS with a certificate from a test CA.
+    pub tls_upstream: bool,
+    /// Trust that test CA (`[tls] ca_files`) in the proxy's config.
+    pub trust_test_ca: bool,
     /// Which element the upstream reads SOAP sessions from.
     pub upstream_session_element: &'static str,
     pub config: fn(&Peers) -> String,
@@ -121,6 +125,8 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             expires_in: None,
+            tls_upstream: false,
+            trust_test_ca: false,
             upstream_session_element: "sessionId",
             config: default_config,
         }
@@ -137,8 +143,14 @@ impl Harness {
         std::fs::write(dir.path().join("test.key"), key_pem()).expect("key");
         copy_wsdls(dir.path());
         let sessions = Sessions::default();
+        let tls = setup.tls_upstream.then(|| {
+            let pki = test_pki();
+            std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).expect("ca");
+            oauth_egress::server::tls_acceptor(pki.leaf_pem.as_bytes(), pki.leaf_key_pem.as_bytes())
+                .expect("acceptor")
+        });
         let upstream =
-            LoopbackUpstream::start_with(sessions.clone(), setup.upstream_session_element)
+            LoopbackUpstream::start_with(sessions.clone(), setup.upstream_session_element, tls)
                 .await
                 .expect("upstream");
         let idp = LoopbackIdp::start(
@@ -158,7 +170,11 @@ impl Harness {
             upstream: upstream.url(),
         };
         let path = dir.path().join("oauth-egress.toml");
-        std::fs::write(&path, (setup.config)(&peers)).expect("config");
+        let mut text = (setup.config)(&peers);
+        if setup.trust_test_ca {
+            text.push_str("\n[tls]\nca_files = [\"ca.pem\"]\n");
+        }
+        std::fs::write(&path, text).expect("config");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let clock = Clock::default();
         let app = Arc::new(App::with_clock(config, clock.clone()).expect("app"));
@@ -285,5 +301,32 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
+}
+
+pub fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "oauth-egress test CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("leaf params");
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+    TestPki {
+        ca_pem: ca.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
     }
 }
