@@ -230,13 +230,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                                 seen_body = true;
                                 body_start = before;
                             }
-                            "Header" | "Body" if in_env_ns => {
-                                return Err(EnvelopeError::Duplicate(if local == "Header" {
-                                    "Header"
-                                } else {
-                                    "Body"
-                                }));
+                            "Header" if in_env_ns && seen_header => {
+                                return Err(EnvelopeError::Duplicate("Header"));
                             }
+                            "Body" if in_env_ns => return Err(EnvelopeError::Duplicate("Body")),
                             _ => {
                                 return Err(EnvelopeError::UnexpectedEnvelopeChild(
                                     local.to_owned(),
@@ -367,7 +364,15 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
             }
             Event::Comment(_) => {}
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some(open) = stack.last() {
+                    return Err(EnvelopeError::Malformed {
+                        at: body.len() as u64,
+                        reason: format!("the document ends inside element '{open}'"),
+                    });
+                }
+                break;
+            }
         }
     }
 
@@ -564,5 +569,190 @@ pub fn sniff_version(body: &[u8]) -> Option<SoapVersion> {
         (Some(_), None) => Some(SoapVersion::V11),
         (None, Some(_)) => Some(SoapVersion::V12),
         (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    fn wsdl(name: &str) -> &'static Wsdl {
+        static PARTNER: OnceLock<Wsdl> = OnceLock::new();
+        static INTERHOME: OnceLock<Wsdl> = OnceLock::new();
+        let cell = if name == "partner" {
+            &PARTNER
+        } else {
+            &INTERHOME
+        };
+        cell.get_or_init(|| {
+            let file = if name == "partner" {
+                "salesforce-partner-v58.wsdl"
+            } else {
+                "interhome.wsdl"
+            };
+            Wsdl::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("wsdl")
+                    .join(file),
+            )
+            .expect("wsdl")
+        })
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('/').map(str::to_owned).collect()
+    }
+
+    fn run(
+        body: &str,
+        requester: Option<&str>,
+        session: &str,
+        wsdl: &Wsdl,
+    ) -> Result<(Scan, String), EnvelopeError> {
+        let req = requester.map(path);
+        let session = path(session);
+        let plan = Plan {
+            requester: req.as_deref(),
+            session: &session,
+        };
+        let scan = scan(body.as_bytes(), &plan, wsdl)?;
+        let out =
+            String::from_utf8(rewrite(body.as_bytes(), &scan, &session, "T&K")).expect("utf8");
+        Ok((scan, out))
+    }
+
+    const SID: &str = "Header/SessionHeader/sessionId";
+
+    #[test]
+    fn rewrites_only_the_session_text() {
+        let body = r#"<?xml version="1.0"?><e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:p="urn:partner.soap.sforce.com"><e:Header><p:SessionHeader><p:sessionId> a@b.c </p:sessionId></p:SessionHeader></e:Header><e:Body><p:query><p:queryString>x</p:queryString></p:query></e:Body></e:Envelope>"#;
+        let (scan, out) = run(body, Some(SID), SID, wsdl("partner")).expect("ok");
+        assert_eq!(scan.requester.as_deref(), Some(" a@b.c "));
+        assert_eq!(scan.version, SoapVersion::V11);
+        assert_eq!(wsdl("partner").operations[scan.operation].name, "query");
+        assert_eq!(out, body.replace(" a@b.c ", "T&amp;K"));
+    }
+
+    #[test]
+    fn creates_header_block_or_element_when_absent() {
+        let w = wsdl("partner");
+        let no_header = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><query xmlns="urn:partner.soap.sforce.com"><queryString>x</queryString></query></Body></Envelope>"#;
+        let (_, out) = run(no_header, None, SID, w).expect("ok");
+        assert!(out.contains(r#"<Header><SessionHeader xmlns="urn:partner.soap.sforce.com"><sessionId>T&amp;K</sessionId></SessionHeader></Header><Body>"#), "{out}");
+
+        let other_header = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><x:CallOptions xmlns:x="urn:partner.soap.sforce.com"/></s:Header><s:Body><query xmlns="urn:partner.soap.sforce.com"/></s:Body></s:Envelope>"#;
+        let (_, out) = run(other_header, None, SID, w).expect("ok");
+        assert!(out.contains(r#"<x:CallOptions xmlns:x="urn:partner.soap.sforce.com"/><SessionHeader xmlns="urn:partner.soap.sforce.com"><sessionId>T&amp;K</sessionId></SessionHeader></s:Header>"#), "{out}");
+
+        let block_only = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:p="urn:partner.soap.sforce.com"><s:Header><p:SessionHeader></p:SessionHeader></s:Header><s:Body><p:query/></s:Body></s:Envelope>"#;
+        let (_, out) = run(block_only, None, SID, w).expect("ok");
+        assert!(out.contains(r#"<p:SessionHeader><sessionId xmlns="urn:partner.soap.sforce.com">T&amp;K</sessionId></p:SessionHeader>"#), "{out}");
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let w = wsdl("partner");
+        let env = |inner: &str| {
+            format!(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:p="urn:partner.soap.sforce.com">{inner}</s:Envelope>"#
+            )
+        };
+        let cases: Vec<(String, EnvelopeError)> = vec![
+            (env("<s:Body/>"), EnvelopeError::EmptyBody),
+            (env("<s:Header/>"), EnvelopeError::NoBody),
+            (
+                env("<s:Body><p:query/><p:search/></s:Body>"),
+                EnvelopeError::SeveralOperations {
+                    first: "query".into(),
+                    second: "search".into(),
+                },
+            ),
+            (
+                env("<s:Body/><s:Header/>"),
+                EnvelopeError::UnexpectedEnvelopeChild("Header".into()),
+            ),
+            (
+                env("<x/><s:Body/>"),
+                EnvelopeError::UnexpectedEnvelopeChild("x".into()),
+            ),
+            (
+                env("<s:Body><p:query/></s:Body>") + "<more/>",
+                EnvelopeError::TrailingContent,
+            ),
+            (env("hello<s:Body/>"), EnvelopeError::StrayText("Envelope")),
+            (
+                env("<?pi x?><s:Body/>"),
+                EnvelopeError::ProcessingInstruction,
+            ),
+            (
+                env(
+                    "<s:Header><p:SessionHeader><p:sessionId>&ext;</p:sessionId></p:SessionHeader></s:Header><s:Body><p:query/></s:Body>",
+                ),
+                EnvelopeError::UnknownEntity("ext".into()),
+            ),
+            (
+                env(
+                    "<s:Header><p:SessionHeader><p:sessionId><b>x</b></p:sessionId></p:SessionHeader></s:Header><s:Body><p:query/></s:Body>",
+                ),
+                EnvelopeError::NotText("Header/SessionHeader/sessionId".into()),
+            ),
+            (
+                r#"<?xml version="1.0" encoding="ISO-8859-1"?><a/>"#.to_owned(),
+                EnvelopeError::Encoding("ISO-8859-1".into()),
+            ),
+            (
+                format!(
+                    "{}{}",
+                    "<a>".repeat(MAX_DEPTH + 1),
+                    "</a>".repeat(MAX_DEPTH + 1)
+                ),
+                EnvelopeError::NotEnvelope("a".into()),
+            ),
+            (
+                env(&format!(
+                    "<s:Body><p:query>{}{}</p:query></s:Body>",
+                    "<a>".repeat(MAX_DEPTH),
+                    "</a>".repeat(MAX_DEPTH)
+                )),
+                EnvelopeError::TooDeep,
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                run(&body, Some(SID), SID, w).map(|_| ()).unwrap_err(),
+                expected,
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            run("<a>", Some(SID), SID, w).map(|_| ()).unwrap_err(),
+            EnvelopeError::NotEnvelope(_)
+        ));
+        assert!(matches!(
+            run(
+                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>",
+                Some(SID),
+                SID,
+                w
+            )
+            .map(|_| ()),
+            Err(EnvelopeError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn soap12_is_recognised_and_checked_against_the_binding() {
+        let body = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><CheckServerHealth xmlns="http://www.interhome.com/webservice"/></env:Body></env:Envelope>"#;
+        let (scan, _) = run(
+            body,
+            None,
+            "Header/ServiceAuthHeader/Password",
+            wsdl("interhome"),
+        )
+        .expect("ok");
+        assert_eq!(scan.version, SoapVersion::V12);
+        assert_eq!(sniff_version(body.as_bytes()), Some(SoapVersion::V12));
     }
 }
