@@ -84,11 +84,8 @@ map = {{ "ops@corp.example.com" = "integration@corp.example.com" }}
 
 /// Writes a new 2048-bit RSA key as PKCS#8 PEM, readable by its owner only.
 pub fn write_key(path: &Path) -> Result<RsaPrivateKey, String> {
-    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
-        .map_err(|e| format!("key generation: {e}"))?;
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("key encoding: {e}"))?;
+    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| format!("key generation: {e}"))?;
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| format!("key encoding: {e}"))?;
     write_private(path, pem.as_bytes())?;
     Ok(key)
 }
@@ -99,11 +96,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let mut file = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Runs the demo and returns what it has to say.
@@ -111,13 +105,10 @@ pub async fn run() -> Result<String, String> {
     let mut out = String::new();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let key = write_key(&dir.path().join("demo.key"))?;
-    std::fs::write(dir.path().join("salesforce-partner-v58.wsdl"), PARTNER_WSDL)
-        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("salesforce-partner-v58.wsdl"), PARTNER_WSDL).map_err(|e| e.to_string())?;
 
     let sessions = Sessions::default();
-    let upstream = LoopbackUpstream::start(sessions.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let upstream = LoopbackUpstream::start(sessions.clone()).await.map_err(|e| e.to_string())?;
     let idp = LoopbackIdp::start(
         IdpOptions {
             client_id: CLIENT_ID.into(),
@@ -143,43 +134,29 @@ pub async fn run() -> Result<String, String> {
         },
         Some(bound_tx),
     ));
-    let proxy = bound_rx
-        .await
-        .map_err(|_| "proxy did not start".to_owned())?;
+    let proxy = bound_rx.await.map_err(|_| "proxy did not start".to_owned())?;
 
-    let _ = writeln!(
-        out,
-        "oauth-egress demo: everything below ran for real on 127.0.0.1\n"
-    );
+    let _ = writeln!(out, "oauth-egress demo: everything below ran for real on 127.0.0.1\n");
     let _ = writeln!(out, "  proxy          http://{proxy}");
     let _ = writeln!(
         out,
         "  token endpoint {}  (verifies each assertion's RS256 signature, iss, aud, sub, exp, jti)",
         idp.token_url()
     );
-    let _ = writeln!(
-        out,
-        "  upstream       {}  (accepts only sessions the token endpoint issued)",
-        upstream.url()
-    );
+    let _ = writeln!(out, "  upstream       {}  (accepts only sessions the token endpoint issued)", upstream.url());
     let _ = writeln!(out, "  config         {}\n", config_path.display());
 
     let client = reqwest::Client::new();
     let shorten = |text: &str| {
-        sessions.tokens().iter().fold(text.to_owned(), |t, tok| {
-            t.replace(tok.as_str(), &Secret::new(tok.as_str()).redacted())
-        })
+        sessions
+            .tokens()
+            .iter()
+            .fold(text.to_owned(), |t, tok| t.replace(tok.as_str(), &Secret::new(tok.as_str()).redacted()))
     };
 
     // 1. SOAP
-    let envelope = query_envelope(
-        "alice@corp.example.com",
-        "SELECT Id, Name FROM Account LIMIT 1",
-    );
-    let _ = writeln!(
-        out,
-        "== 1. SOAP query, as the internal app sends it (its user's email as the session) =="
-    );
+    let envelope = query_envelope("alice@corp.example.com", "SELECT Id, Name FROM Account LIMIT 1");
+    let _ = writeln!(out, "== 1. SOAP query, as the internal app sends it (its user's email as the session) ==");
     let _ = writeln!(out, "POST /services/Soap/u/58.0\n{envelope}\n");
     let response = client
         .post(format!("http://{proxy}/services/Soap/u/58.0"))
@@ -198,25 +175,15 @@ pub async fn run() -> Result<String, String> {
         "-- what the upstream received (subject of the session: {}) --",
         last.subject.as_deref().unwrap_or("NONE")
     );
-    let _ = writeln!(
-        out,
-        "{} {}\n{}\n",
-        last.method,
-        last.uri,
-        shorten(&String::from_utf8_lossy(&last.body))
-    );
+    let _ = writeln!(out, "{} {}\n{}\n", last.method, last.uri, shorten(&String::from_utf8_lossy(&last.body)));
     let _ = writeln!(out, "-- answer to the app: HTTP {status} --\n{answer}\n");
 
     // 2. REST
     let _ = writeln!(out, "== 2. REST query with the requester in X-Requester ==");
-    let _ = writeln!(
-        out,
-        "GET /services/data/v58.0/query?q=SELECT+Id+FROM+User  X-Requester: alice@corp.example.com\n"
-    );
+    let _ =
+        writeln!(out, "GET /services/data/v58.0/query?q=SELECT+Id+FROM+User  X-Requester: alice@corp.example.com\n");
     let response = client
-        .get(format!(
-            "http://{proxy}/services/data/v58.0/query?q=SELECT+Id+FROM+User"
-        ))
+        .get(format!("http://{proxy}/services/data/v58.0/query?q=SELECT+Id+FROM+User"))
         .header("X-Requester", "alice@corp.example.com")
         .send()
         .await
@@ -225,11 +192,7 @@ pub async fn run() -> Result<String, String> {
     let answer = response.text().await.map_err(|e| e.to_string())?;
     let received = upstream.received();
     let last = received.last().ok_or("upstream received nothing")?;
-    let auth = last
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("NONE");
+    let auth = last.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("NONE");
     let _ = writeln!(out, "-- what the upstream received --");
     let _ = writeln!(
         out,
@@ -242,10 +205,7 @@ pub async fn run() -> Result<String, String> {
     let _ = writeln!(out, "-- answer to the app: HTTP {status} --\n{answer}\n");
 
     // 3. Refused
-    let _ = writeln!(
-        out,
-        "== 3. A requester with no subject mapping is refused before any token work =="
-    );
+    let _ = writeln!(out, "== 3. A requester with no subject mapping is refused before any token work ==");
     let response = client
         .post(format!("http://{proxy}/services/Soap/u/58.0"))
         .header("Content-Type", "text/xml; charset=utf-8")

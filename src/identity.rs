@@ -41,14 +41,7 @@ impl SubjectMap {
         template: Option<Template>,
         unmapped: Unmapped,
     ) -> Self {
-        SubjectMap {
-            table: table
-                .into_iter()
-                .map(|(k, v)| (k.to_lowercase(), v))
-                .collect(),
-            template,
-            unmapped,
-        }
+        SubjectMap { table: table.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(), template, unmapped }
     }
 
     /// The subject for a requester: the table first (case-insensitive), then the template, then
@@ -61,10 +54,7 @@ impl SubjectMap {
         if requester.chars().count() > MAX_REQUESTER_LEN {
             return Err(MappingError::TooLong);
         }
-        if requester
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
+        if requester.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(MappingError::BadCharacters);
         }
         if let Some(subject) = self.table.get(&requester.to_lowercase()) {
@@ -92,9 +82,7 @@ impl Template {
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut rest = text;
         while let Some(open) = rest.find('{') {
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("unclosed '{{' in template '{text}'"))?;
+            let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in template '{text}'"))?;
             let name = &rest[open + 1..open + close];
             if !matches!(name, "requester" | "local" | "domain") {
                 return Err(format!(
@@ -108,10 +96,7 @@ impl Template {
                 "template '{text}' has no placeholder, so it would map every requester to one subject"
             ));
         }
-        Ok(Template {
-            text: text.to_owned(),
-            needs_email: text.contains("{local}") || text.contains("{domain}"),
-        })
+        Ok(Template { text: text.to_owned(), needs_email: text.contains("{local}") || text.contains("{domain}") })
     }
 
     fn apply(&self, requester: &str) -> Option<String> {
@@ -120,12 +105,7 @@ impl Template {
             _ if self.needs_email => return None,
             _ => ("", ""),
         };
-        Some(
-            self.text
-                .replace("{requester}", requester)
-                .replace("{local}", local)
-                .replace("{domain}", domain),
-        )
+        Some(self.text.replace("{requester}", requester).replace("{local}", local).replace("{domain}", domain))
     }
 }
 
@@ -135,10 +115,7 @@ mod tests {
 
     fn map(unmapped: Unmapped, template: Option<&str>) -> SubjectMap {
         SubjectMap::new(
-            [(
-                "Ops@corp.example.com".to_owned(),
-                "integration@corp.example.com".to_owned(),
-            )],
+            [("Ops@corp.example.com".to_owned(), "integration@corp.example.com".to_owned())],
             template.map(|t| Template::parse(t).expect("template")),
             unmapped,
         )
@@ -147,23 +124,11 @@ mod tests {
     #[test]
     fn table_then_template_then_policy() {
         let m = map(Unmapped::Reject, Some("{local}@corp.example.com.sandbox"));
-        assert_eq!(
-            m.subject_for("ops@CORP.example.com").as_deref(),
-            Ok("integration@corp.example.com")
-        );
-        assert_eq!(
-            m.subject_for("alice@corp.example.com").as_deref(),
-            Ok("alice@corp.example.com.sandbox")
-        );
-        assert_eq!(
-            m.subject_for("not-an-email"),
-            Err(MappingError::Unmapped("not-an-email".into()))
-        );
+        assert_eq!(m.subject_for("ops@CORP.example.com").as_deref(), Ok("integration@corp.example.com"));
+        assert_eq!(m.subject_for("alice@corp.example.com").as_deref(), Ok("alice@corp.example.com.sandbox"));
+        assert_eq!(m.subject_for("not-an-email"), Err(MappingError::Unmapped("not-an-email".into())));
         let as_is = map(Unmapped::AsIs, None);
-        assert_eq!(
-            as_is.subject_for("bob@x.example").as_deref(),
-            Ok("bob@x.example")
-        );
+        assert_eq!(as_is.subject_for("bob@x.example").as_deref(), Ok("bob@x.example"));
     }
 
     #[test]
@@ -176,16 +141,8 @@ mod tests {
 
     #[test]
     fn template_errors_are_named() {
-        assert!(
-            Template::parse("{user}@x")
-                .unwrap_err()
-                .contains("unknown placeholder")
-        );
-        assert!(
-            Template::parse("fixed@x")
-                .unwrap_err()
-                .contains("no placeholder")
-        );
+        assert!(Template::parse("{user}@x").unwrap_err().contains("unknown placeholder"));
+        assert!(Template::parse("fixed@x").unwrap_err().contains("no placeholder"));
         assert!(Template::parse("{local").unwrap_err().contains("unclosed"));
     }
 }

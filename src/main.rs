@@ -38,22 +38,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) {
-        "warn"
-    } else {
-        "info"
-    };
+    let default_level = if matches!(cli.command, Command::Demo) { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oauth-egress: cannot start the runtime: {e}");
@@ -64,12 +54,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check { config } => match oauth_egress::Config::load(&config) {
                 Ok(c) => {
-                    println!(
-                        "{}: OK ({} providers, {} routes)",
-                        config.display(),
-                        c.providers.len(),
-                        c.routes.len()
-                    );
+                    println!("{}: OK ({} providers, {} routes)", config.display(), c.providers.len(), c.routes.len());
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {

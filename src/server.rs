@@ -81,14 +81,8 @@ pub async fn serve<H, Fut>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            drain_secs = drain.as_secs(),
-            "Connections still open after the drain time; closing them."
-        );
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(drain_secs = drain.as_secs(), "Connections still open after the drain time; closing them.");
     }
 }
 
@@ -101,13 +95,12 @@ pub fn tls_acceptor(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate chain: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }

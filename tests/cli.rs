@@ -17,11 +17,8 @@ fn bin() -> Command {
 fn check_lists_every_error_with_its_line_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     copy_wsdls(dir.path());
-    std::fs::write(
-        dir.path().join("bad.key"),
-        "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.key"), "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+        .unwrap();
     std::fs::write(
         dir.path().join("broken.wsdl"),
         "<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\"><oops></definitions>",
@@ -47,34 +44,18 @@ upstream = "instance_url"
 "#,
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = bin().args(["check", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let shown = config.display().to_string();
-    assert!(
-        stderr.contains(&format!("{shown}:6:15: private_key")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{shown}:6:15: private_key")), "{stderr}");
     assert!(stderr.contains("not an RSA private key"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{shown}:13:8: wsdl: ")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{shown}:13:8: wsdl: ")), "{stderr}");
     assert!(stderr.contains("not well-formed XML"), "{stderr}");
 
-    let missing = bin()
-        .args(["check", "--config", "/nonexistent/oauth-egress.toml"])
-        .output()
-        .unwrap();
+    let missing = bin().args(["check", "--config", "/nonexistent/oauth-egress.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(64));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr)
-            .contains("/nonexistent/oauth-egress.toml: cannot read")
-    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/oauth-egress.toml: cannot read"));
 }
 
 #[test]
@@ -89,40 +70,19 @@ fn check_accepts_the_shipped_example_with_its_paths_in_place() {
     std::fs::write(dir.path().join("salesforce.key"), key_pem()).unwrap();
     let config = dir.path().join("oauth-egress.toml");
     std::fs::write(&config, text).unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 providers, 2 routes)"));
 }
 
 #[test]
 fn demo_walks_the_real_pipeline() {
     let out = bin().arg("demo").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("subject of the session: alice@corp.example.com.sandbox"),
-        "{text}"
-    );
+    assert!(text.contains("subject of the session: alice@corp.example.com.sandbox"), "{text}");
     assert!(text.contains("Authorization: Bearer 00DLOO…"), "{text}");
     assert!(text.contains("unmapped_subject"), "{text}");
-    assert!(
-        text.contains("token exchanges at the endpoint: 1"),
-        "{text}"
-    );
-    assert!(
-        !text.contains("00DLOOPBACK0000001!"),
-        "full tokens must not be printed: {text}"
-    );
+    assert!(text.contains("token exchanges at the endpoint: 1"), "{text}");
+    assert!(!text.contains("00DLOOPBACK0000001!"), "full tokens must not be printed: {text}");
 }

@@ -36,58 +36,30 @@ async fn no_secret_in_logs_responses_or_debug() {
     let h = Harness::start().await;
     let mut answers = Vec::new();
     answers.push(h.soap11(&query(ALICE)).await);
-    answers.push(
-        h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
-            .await,
-    );
-    answers.push(
-        h.get(
-            "/services/data/v58.0/x",
-            &[("X-Requester", "bob@corp.example.com")],
-        )
-        .await,
-    );
+    answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await);
+    answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", "bob@corp.example.com")]).await);
     // The upstream no longer knows alice's session: its fault comes back as it was.
     let issued = h.sessions.tokens();
     for t in &issued {
         h.sessions.revoke(t);
     }
     answers.push(h.soap11(&query(ALICE)).await);
-    answers.push(
-        h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)])
-            .await,
-    );
+    answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await);
     h.idp.refuse("carol@corp.example.com.sandbox");
-    answers.push(
-        h.get(
-            "/services/data/v58.0/x",
-            &[("X-Requester", "carol@corp.example.com")],
-        )
-        .await,
-    );
+    answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", "carol@corp.example.com")]).await);
     h.idp.fail_with(Some(500));
     answers.push(h.soap11(&query("dave@corp.example.com")).await);
 
     assert_eq!(answers[0].status, 200);
-    assert_eq!(
-        answers[3].status, 500,
-        "revoked session: upstream's fault passed through"
-    );
+    assert_eq!(answers[3].status, 500, "revoked session: upstream's fault passed through");
     assert!(answers[3].body.contains("INVALID_SESSION_ID"));
     assert_eq!(answers[5].status, 403);
 
     let assertions = h.idp.assertions();
     assert_eq!(issued.len(), 2);
-    assert_eq!(
-        assertions.len(),
-        3,
-        "alice, bob, carol (dave never reached verification)"
-    );
+    assert_eq!(assertions.len(), 3, "alice, bob, carol (dave never reached verification)");
     let pem = key_pem();
-    let key_lines: Vec<&str> = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----") && l.len() >= 32)
-        .collect();
+    let key_lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).collect();
     assert!(!key_lines.is_empty());
 
     let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -95,23 +67,13 @@ async fn no_secret_in_logs_responses_or_debug() {
     assert!(log_text.contains("subject_refused"), "failures were logged");
     let debug = format!("{:?}", h.app);
     assert!(debug.contains("SigningKey"), "Debug shows the structure");
-    let responses: String = answers
-        .iter()
-        .map(|a| format!("{:?}\n{}\n", a.headers, a.body))
-        .collect();
+    let responses: String = answers.iter().map(|a| format!("{:?}\n{}\n", a.headers, a.body)).collect();
 
-    for (name, text) in [
-        ("logs", &log_text),
-        ("Debug", &debug),
-        ("responses", &responses),
-    ] {
+    for (name, text) in [("logs", &log_text), ("Debug", &debug), ("responses", &responses)] {
         for t in &issued {
             assert!(!text.contains(t.as_str()), "access token in {name}");
             // Not even a long piece of one.
-            assert!(
-                !text.contains(&t[t.len() - 20..]),
-                "access token fragment in {name}"
-            );
+            assert!(!text.contains(&t[t.len() - 20..]), "access token fragment in {name}");
         }
         for a in &assertions {
             assert!(!text.contains(a.as_str()), "assertion in {name}");

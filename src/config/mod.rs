@@ -16,7 +16,8 @@ use http::HeaderName;
 use url::Url;
 
 use crate::identity::{SubjectMap, Template};
-use crate::soap::envelope::ElementPath;
+use crate::soap::envelope::{ElementPath, Limits};
+use crate::soap::validate::Mode;
 use crate::soap::wsdl::Wsdl;
 use crate::token::assertion::{MAX_ASSERTION_LIFETIME, Signer, SigningKey};
 use crate::token::client::TokenClient;
@@ -41,14 +42,7 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.column,
-                self.message
-            )
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
         }
     }
 }
@@ -85,6 +79,7 @@ pub struct Config {
     pub subjects: SubjectMap,
     /// CA certificates trusted besides the system's, for token endpoints and upstreams.
     pub extra_roots: Vec<reqwest::Certificate>,
+    pub limits: Limits,
 }
 
 #[derive(Debug)]
@@ -107,14 +102,8 @@ pub enum Upstream {
 
 #[derive(Debug)]
 pub enum Protocol {
-    Soap {
-        wsdl: Arc<Wsdl>,
-        requester: Requester,
-        session: ElementPath,
-    },
-    Rest {
-        requester_header: HeaderName,
-    },
+    Soap { wsdl: Arc<Wsdl>, requester: Requester, session: ElementPath, validation: Mode },
+    Rest { requester_header: HeaderName },
 }
 
 /// Where a SOAP route reads the requester.
@@ -141,11 +130,7 @@ impl Config {
 
     /// Builds a config from TOML text; `file` names it in errors, relative paths start at `base`.
     pub fn from_toml(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigErrors> {
-        let mut errors = Errors {
-            file,
-            text,
-            list: Vec::new(),
-        };
+        let mut errors = Errors { file, text, list: Vec::new() };
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -174,17 +159,8 @@ struct Errors<'a> {
 
 impl Errors<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, column) = if span.start == 0 && span.end == 0 {
-            (0, 0)
-        } else {
-            line_col(self.text, span.start)
-        };
-        self.list.push(ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            message: message.into(),
-        });
+        let (line, column) = if span.start == 0 && span.end == 0 { (0, 0) } else { line_col(self.text, span.start) };
+        self.list.push(ConfigError { file: self.file.to_owned(), line, column, message: message.into() });
     }
 
     fn finish(self) -> ConfigErrors {
@@ -195,10 +171,7 @@ impl Errors<'_> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map(|nl| before.len() - nl)
-        .unwrap_or(before.len() + 1);
+    let column = before.rfind('\n').map(|nl| before.len() - nl).unwrap_or(before.len() + 1);
     (line, column)
 }
 
@@ -217,19 +190,13 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
         Err(_) => {
             errors.at(
                 raw.server.listen.span(),
-                format!(
-                    "listen '{}' is not an address like 127.0.0.1:8080",
-                    raw.server.listen.get_ref()
-                ),
+                format!("listen '{}' is not an address like 127.0.0.1:8080", raw.server.listen.get_ref()),
             );
             None
         }
     };
     if raw.providers.is_empty() {
-        errors.at(
-            0..0,
-            "no [[providers]]: at least one token endpoint is needed",
-        );
+        errors.at(0..0, "no [[providers]]: at least one token endpoint is needed");
     }
     if raw.routes.is_empty() {
         errors.at(0..0, "no [[routes]]: at least one route is needed");
@@ -239,36 +206,24 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
     for p in &raw.providers {
         let p = p.get_ref();
         if !names.insert(p.name.get_ref().as_str()) {
-            errors.at(
-                p.name.span(),
-                format!("provider '{}' is defined twice", p.name.get_ref()),
-            );
+            errors.at(p.name.span(), format!("provider '{}' is defined twice", p.name.get_ref()));
         }
         token_urls.push(check_url(errors, &p.token_url, "token_url"));
         let lifetime = p.assertion_lifetime.get_ref().0;
         if lifetime > MAX_ASSERTION_LIFETIME || lifetime < Duration::from_secs(10) {
             errors.at(
                 p.assertion_lifetime.span(),
-                format!(
-                    "assertion_lifetime {} must be between 10s and 3m",
-                    humantime::format_duration(lifetime)
-                ),
+                format!("assertion_lifetime {} must be between 10s and 3m", humantime::format_duration(lifetime)),
             );
         }
         if p.session_lifetime.get_ref().0 < Duration::from_secs(60) {
-            errors.at(
-                p.session_lifetime.span(),
-                "session_lifetime must be at least 1m",
-            );
+            errors.at(p.session_lifetime.span(), "session_lifetime must be at least 1m");
         }
         if p.timeout.get_ref().0.is_zero() {
             errors.at(p.timeout.span(), "timeout must be more than 0s");
         }
         if p.client_id.trim().is_empty() {
-            errors.at(
-                p.name.span(),
-                format!("provider '{}' has an empty client_id", p.name.get_ref()),
-            );
+            errors.at(p.name.span(), format!("provider '{}' has an empty client_id", p.name.get_ref()));
         }
     }
     let mut paths = HashSet::new();
@@ -277,31 +232,18 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
     for spanned in &raw.routes {
         let r = spanned.get_ref();
         if !route_names.insert(r.name.get_ref().as_str()) {
-            errors.at(
-                r.name.span(),
-                format!("route '{}' is defined twice", r.name.get_ref()),
-            );
+            errors.at(r.name.span(), format!("route '{}' is defined twice", r.name.get_ref()));
         }
         let path = r.path.get_ref();
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-            errors.at(
-                r.path.span(),
-                format!("path '{path}' must start with '/' and hold no query"),
-            );
+            errors.at(r.path.span(), format!("path '{path}' must start with '/' and hold no query"));
         } else if !paths.insert(path.trim_end_matches('/').to_owned()) {
-            errors.at(
-                r.path.span(),
-                format!("path '{path}' is used by another route"),
-            );
+            errors.at(r.path.span(), format!("path '{path}' is used by another route"));
         }
         if !names.contains(r.provider.get_ref().as_str()) {
             errors.at(
                 r.provider.span(),
-                format!(
-                    "route '{}' names provider '{}', which is not defined",
-                    r.name.get_ref(),
-                    r.provider.get_ref()
-                ),
+                format!("route '{}' names provider '{}', which is not defined", r.name.get_ref(), r.provider.get_ref()),
             );
         }
         upstreams.push(if r.upstream.get_ref() == "instance_url" {
@@ -311,23 +253,14 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
         });
         validate_route_protocol(r, errors);
     }
-    let template =
-        raw.subjects
-            .template
-            .as_ref()
-            .and_then(|t| match Template::parse(t.get_ref()) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    errors.at(t.span(), e);
-                    None
-                }
-            });
-    Checked {
-        listen,
-        token_urls,
-        upstreams,
-        template,
-    }
+    let template = raw.subjects.template.as_ref().and_then(|t| match Template::parse(t.get_ref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.at(t.span(), e);
+            None
+        }
+    });
+    Checked { listen, token_urls, upstreams, template }
 }
 
 fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
@@ -335,10 +268,7 @@ fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
     match r.kind {
         RouteKind::Soap => {
             if r.wsdl.is_none() {
-                errors.at(
-                    r.name.span(),
-                    format!("SOAP route '{name}' needs a wsdl file"),
-                );
+                errors.at(r.name.span(), format!("SOAP route '{name}' needs a wsdl file"));
             }
         }
         RouteKind::Rest => {
@@ -346,27 +276,28 @@ fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
                 errors.at(w.span(), format!("REST route '{name}' takes no wsdl"));
             }
             if let Some(s) = &r.session_element {
-                errors.at(s.span(), format!("REST route '{name}' takes no session_element: the token goes in Authorization"));
+                errors.at(
+                    s.span(),
+                    format!("REST route '{name}' takes no session_element: the token goes in Authorization"),
+                );
+            }
+            if let Some(v) = &r.validation {
+                errors.at(v.span(), format!("REST route '{name}' takes no validation: only SOAP bodies are checked"));
             }
         }
     }
     if let Some(req) = &r.requester {
         let inner = req.get_ref();
         match (&inner.element, &inner.header, r.kind) {
-            (Some(_), Some(_), _) | (None, None, _) => errors.at(
-                req.span(),
-                "requester takes exactly one of element = \"...\" or header = \"...\"",
-            ),
-            (Some(_), None, RouteKind::Rest) => errors.at(
-                req.span(),
-                format!("REST route '{name}' reads the requester from a header, not an element"),
-            ),
+            (Some(_), Some(_), _) | (None, None, _) => {
+                errors.at(req.span(), "requester takes exactly one of element = \"...\" or header = \"...\"")
+            }
+            (Some(_), None, RouteKind::Rest) => {
+                errors.at(req.span(), format!("REST route '{name}' reads the requester from a header, not an element"))
+            }
             (Some(e), None, RouteKind::Soap) => {
                 if element_path(e).is_none() {
-                    errors.at(
-                        req.span(),
-                        format!("element '{e}' is not a path like Header/SessionHeader/sessionId"),
-                    );
+                    errors.at(req.span(), format!("element '{e}' is not a path like Header/SessionHeader/sessionId"));
                 }
             }
             (None, Some(h), _) => {
@@ -379,29 +310,17 @@ fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
     if let Some(s) = &r.session_element {
         match element_path(s.get_ref()) {
             Some(p)
-                if p.first().map(String::as_str) == Some("Header")
-                    || p.first().map(String::as_str) == Some("Body") => {}
-            _ => errors.at(
-                s.span(),
-                format!(
-                    "session_element '{}' must be a path below Header or Body",
-                    s.get_ref()
-                ),
-            ),
+                if p.first().map(String::as_str) == Some("Header") || p.first().map(String::as_str) == Some("Body") => {
+            }
+            _ => errors.at(s.span(), format!("session_element '{}' must be a path below Header or Body", s.get_ref())),
         }
     }
 }
 
 /// `"Header/SessionHeader/sessionId"` → its local names. `None` for an empty or odd path.
 fn element_path(text: &str) -> Option<ElementPath> {
-    let path: ElementPath = text
-        .trim_matches('/')
-        .split('/')
-        .map(str::to_owned)
-        .collect();
-    let ok = path
-        .iter()
-        .all(|s| !s.is_empty() && !s.contains([':', ' ', '<', '>', '&', '"', '\'']));
+    let path: ElementPath = text.trim_matches('/').split('/').map(str::to_owned).collect();
+    let ok = path.iter().all(|s| !s.is_empty() && !s.contains([':', ' ', '<', '>', '&', '"', '\'']));
     ok.then_some(path)
 }
 
@@ -415,10 +334,7 @@ fn check_url(errors: &mut Errors<'_>, value: &toml::Spanned<String>, field: &str
             None
         }
         _ => {
-            errors.at(
-                value.span(),
-                format!("{field} '{}' is not an http(s) URL", value.get_ref()),
-            );
+            errors.at(value.span(), format!("{field} '{}' is not an http(s) URL", value.get_ref()));
             None
         }
     }
@@ -441,16 +357,9 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         let loaded = std::fs::read(&path)
             .map_err(|e| format!("cannot read: {e}"))
             .and_then(|pem| {
-                reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| format!("not PEM certificates: {e}"))
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("not PEM certificates: {e}"))
             })
-            .and_then(|certs| {
-                if certs.is_empty() {
-                    Err("holds no certificate".to_owned())
-                } else {
-                    Ok(certs)
-                }
-            });
+            .and_then(|certs| if certs.is_empty() { Err("holds no certificate".to_owned()) } else { Ok(certs) });
         match loaded {
             Ok(certs) => extra_roots.extend(certs),
             Err(e) => errors.at(file.span(), format!("ca_files {}: {e}", path.display())),
@@ -463,10 +372,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         let key = match std::fs::read_to_string(&key_path) {
             Ok(pem) => SigningKey::from_pem(&pem, p.kid.clone())
                 .map_err(|e| format!("private_key {}: {e}", key_path.display())),
-            Err(e) => Err(format!(
-                "private_key {}: cannot read: {e}",
-                key_path.display()
-            )),
+            Err(e) => Err(format!("private_key {}: cannot read: {e}", key_path.display())),
         };
         let key = match key {
             Ok(k) => k,
@@ -479,10 +385,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         let client = match TokenClient::new(token_url, p.timeout.get_ref().0, &extra_roots) {
             Ok(c) => c,
             Err(e) => {
-                errors.at(
-                    p.token_url.span(),
-                    format!("cannot make an HTTP client: {e}"),
-                );
+                errors.at(p.token_url.span(), format!("cannot make an HTTP client: {e}"));
                 continue;
             }
         };
@@ -504,10 +407,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
     let mut routes = Vec::new();
     for (spanned, upstream) in raw.routes.iter().zip(checked.upstreams) {
         let r = spanned.get_ref();
-        let provider = providers
-            .iter()
-            .find(|p| &*p.name == r.provider.get_ref().as_str())
-            .cloned();
+        let provider = providers.iter().find(|p| &*p.name == r.provider.get_ref().as_str()).cloned();
         let protocol = match r.kind {
             RouteKind::Rest => {
                 let header = r
@@ -522,10 +422,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             RouteKind::Soap => {
                 let wsdl_field = r.wsdl.as_ref()?;
                 let path = base.join(wsdl_field.get_ref());
-                let known = wsdls
-                    .iter()
-                    .find(|(p, _)| *p == path)
-                    .map(|(_, w)| Arc::clone(w));
+                let known = wsdls.iter().find(|(p, _)| *p == path).map(|(_, w)| Arc::clone(w));
                 let wsdl = match known {
                     Some(w) => Some(w),
                     None => match Wsdl::load(&path) {
@@ -541,28 +438,20 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
                     },
                 };
                 let requester = match r.requester.as_ref().map(|q| q.get_ref()) {
-                    Some(raw::RawRequester {
-                        header: Some(h), ..
-                    }) => HeaderName::from_bytes(h.as_bytes())
-                        .ok()
-                        .map(Requester::Header),
-                    Some(raw::RawRequester {
-                        element: Some(e), ..
-                    }) => element_path(e).map(Requester::Element),
+                    Some(raw::RawRequester { header: Some(h), .. }) => {
+                        HeaderName::from_bytes(h.as_bytes()).ok().map(Requester::Header)
+                    }
+                    Some(raw::RawRequester { element: Some(e), .. }) => element_path(e).map(Requester::Element),
                     _ => element_path(DEFAULT_SESSION_ELEMENT).map(Requester::Element),
                 };
                 let session = element_path(
-                    r.session_element
-                        .as_ref()
-                        .map(|s| s.get_ref().as_str())
-                        .unwrap_or(DEFAULT_SESSION_ELEMENT),
+                    r.session_element.as_ref().map(|s| s.get_ref().as_str()).unwrap_or(DEFAULT_SESSION_ELEMENT),
                 );
                 match (wsdl, requester, session) {
-                    (Some(wsdl), Some(requester), Some(session)) => Some(Protocol::Soap {
-                        wsdl,
-                        requester,
-                        session,
-                    }),
+                    (Some(wsdl), Some(requester), Some(session)) => {
+                        let validation = r.validation.as_ref().map(|v| *v.get_ref()).unwrap_or_default();
+                        Some(Protocol::Soap { wsdl, requester, session, validation })
+                    }
                     _ => None,
                 }
             }
@@ -589,6 +478,13 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         routes,
         subjects,
         extra_roots,
+        limits: Limits {
+            max_depth: raw.limits.max_depth,
+            max_elements: raw.limits.max_elements,
+            max_attributes: raw.limits.max_attributes,
+            max_name_length: raw.limits.max_name_length,
+            max_text_length: raw.limits.max_text_length,
+        },
     })
 }
 
@@ -627,42 +523,25 @@ upstream = "instance_url"
         let shown = errs.to_string();
         assert!(shown.contains("t.toml:3:10: listen 'nowhere'"), "{shown}");
         assert!(shown.contains("t.toml:7:13: token_url"), "{shown}");
-        assert!(
-            shown.contains("t.toml:11:22: assertion_lifetime"),
-            "{shown}"
-        );
+        assert!(shown.contains("t.toml:11:22: assertion_lifetime"), "{shown}");
         assert!(shown.contains(":15:8: path 'api'"), "{shown}");
-        assert!(
-            shown.contains(":17:12: route 'r' names provider 'other'"),
-            "{shown}"
-        );
+        assert!(shown.contains(":17:12: route 'r' names provider 'other'"), "{shown}");
         assert!(shown.contains("needs a wsdl"), "{shown}");
         assert_eq!(errs.0.len(), 6, "{shown}");
     }
 
     #[test]
     fn syntax_and_unknown_keys_point_at_the_line() {
-        let errs = Config::from_toml(
-            "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
-            Path::new("t.toml"),
-            Path::new("."),
-        )
-        .unwrap_err();
-        assert!(
-            errs.to_string()
-                .starts_with("t.toml:3:1: unknown field `lisen`"),
-            "{errs}"
-        );
+        let errs =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", Path::new("t.toml"), Path::new("."))
+                .unwrap_err();
+        assert!(errs.to_string().starts_with("t.toml:3:1: unknown field `lisen`"), "{errs}");
         let errs = Config::from_toml(
             "[[providers]]\nname = \"a\"\nrenew_before = \"soon\"\n",
             Path::new("t.toml"),
             Path::new("."),
         )
         .unwrap_err();
-        assert!(
-            errs.to_string()
-                .contains("t.toml:3:16: 'soon' is not a duration"),
-            "{errs}"
-        );
+        assert!(errs.to_string().contains("t.toml:3:16: 'soon' is not a duration"), "{errs}");
     }
 }

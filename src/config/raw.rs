@@ -22,6 +22,38 @@ pub struct RawConfig {
     pub subjects: RawSubjects,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// Bounds on each SOAP request, checked while it is read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Deepest element nesting. Default 64.
+    pub max_depth: usize,
+    /// Most elements in one request. Default 500 000.
+    pub max_elements: usize,
+    /// Most attributes on one element. Default 64.
+    pub max_attributes: usize,
+    /// Longest element or attribute name, in bytes. Default 256.
+    pub max_name_length: usize,
+    /// Longest text node, e.g. `"5 MiB"`. Default 5 MiB.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_text_length: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = crate::soap::envelope::Limits::default();
+        RawLimits {
+            max_depth: d.max_depth,
+            max_elements: d.max_elements,
+            max_attributes: d.max_attributes,
+            max_name_length: d.max_name_length,
+            max_text_length: d.max_text_length,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +156,9 @@ pub struct RawRoute {
     /// SOAP routes: the element the session token is written to. Default `Header/SessionHeader/sessionId`.
     #[serde(default)]
     pub session_element: Option<Spanned<String>>,
+    /// SOAP routes: `"strict"` (default), `"lax"` (unknown elements and attributes passed over) or `"off"`.
+    #[serde(default)]
+    pub validation: Option<Spanned<crate::soap::validate::Mode>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,11 +186,7 @@ pub struct RawSubjects {
 
 impl Default for RawSubjects {
     fn default() -> Self {
-        RawSubjects {
-            unmapped: Unmapped::Reject,
-            template: None,
-            map: BTreeMap::new(),
-        }
+        RawSubjects { unmapped: Unmapped::Reject, template: None, map: BTreeMap::new() }
     }
 }
 
@@ -170,13 +201,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "'{text}' is not a duration like \"90s\", \"3m\" or \"2h\": {e}"
-                ))
-            })
+        humantime::parse_duration(&text).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!("'{text}' is not a duration like \"90s\", \"3m\" or \"2h\": {e}"))
+        })
     }
 }
 
@@ -202,19 +229,14 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let text = String::deserialize(d)?;
-    parse_byte_size(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "'{text}' is not a size like \"512 KiB\" or \"10 MiB\""
-        ))
-    })
+    parse_byte_size(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not a size like \"512 KiB\" or \"10 MiB\"")))
 }
 
 /// `"10 MiB"`, `"512KiB"`, `"1000 B"`, `"2 MB"`.
 pub fn parse_byte_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: usize = number.parse().ok()?;
     let factor = match unit.trim() {

@@ -89,11 +89,7 @@ impl LoopbackIdp {
             },
             Duration::from_secs(1),
         ));
-        Ok(LoopbackIdp {
-            addr,
-            state,
-            _stop: stop,
-        })
+        Ok(LoopbackIdp { addr, state, _stop: stop })
     }
 
     pub fn token_url(&self) -> String {
@@ -140,11 +136,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<ProxyBody> {
-    respond(
-        status,
-        "application/json",
-        json!({ "error": error, "error_description": description }).to_string(),
-    )
+    respond(status, "application/json", json!({ "error": error, "error_description": description }).to_string())
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -156,20 +148,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
         return respond(status, "text/html", "<html><body>maintenance</body></html>");
     }
     if req.method() != http::Method::POST {
-        return oauth_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "use POST",
-        );
+        return oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "use POST");
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "unreadable body",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "unreadable body");
         }
     };
     let mut grant_type = None;
@@ -182,18 +166,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
         }
     }
     if grant_type.as_deref() != Some(JWT_BEARER_GRANT) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant type not supported",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant type not supported");
     }
     let Some(assertion) = assertion else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "assertion missing",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "assertion missing");
     };
     lock(&state.assertions).push(assertion.clone());
     let claims = match verify(state, &assertion) {
@@ -203,19 +179,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
         }
     };
     if lock(&state.refused).contains(&claims.sub) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "user hasn't approved this consumer",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "user hasn't approved this consumer");
     }
     let token = format!("00DLOOPBACK0000001!{}", uuid::Uuid::new_v4().simple());
     state.sessions.insert(token.clone(), claims.sub.clone());
     state.issued.fetch_add(1, Ordering::SeqCst);
-    let issued_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let mut answer = json!({
         "access_token": token,
         "scope": "api",
@@ -240,29 +209,17 @@ fn verify(state: &State, assertion: &str) -> Result<Claims, (&'static str, Strin
     let data = jsonwebtoken::decode::<Claims>(assertion, &state.key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
-            ErrorKind::InvalidIssuer => {
-                ("invalid_client_id", "client identifier invalid".to_owned())
-            }
+            ErrorKind::InvalidIssuer => ("invalid_client_id", "client identifier invalid".to_owned()),
             ErrorKind::InvalidAudience => ("invalid_grant", "audience is invalid".to_owned()),
-            ErrorKind::ExpiredSignature => {
-                ("invalid_grant", "expired authorization code".to_owned())
-            }
-            ErrorKind::InvalidSignature => {
-                ("invalid_grant", "invalid assertion: signature".to_owned())
-            }
+            ErrorKind::ExpiredSignature => ("invalid_grant", "expired authorization code".to_owned()),
+            ErrorKind::InvalidSignature => ("invalid_grant", "invalid assertion: signature".to_owned()),
             _ => ("invalid_grant", format!("invalid assertion: {e}")),
         }
     })?;
     let claims = data.claims;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     if claims.exp > now + MAX_ASSERTION_LIFETIME.as_secs() + LEEWAY {
-        return Err((
-            "invalid_grant",
-            "expiration is more than 3 minutes away".to_owned(),
-        ));
+        return Err(("invalid_grant", "expiration is more than 3 minutes away".to_owned()));
     }
     if claims.iat > now + LEEWAY {
         return Err(("invalid_grant", "issued in the future".to_owned()));
@@ -271,10 +228,7 @@ fn verify(state: &State, assertion: &str) -> Result<Claims, (&'static str, Strin
         return Err(("invalid_grant", "subject missing".to_owned()));
     }
     if !lock(&state.seen_jti).insert(claims.jti.clone()) {
-        return Err((
-            "invalid_grant",
-            "assertion replayed (jti already used)".to_owned(),
-        ));
+        return Err(("invalid_grant", "assertion replayed (jti already used)".to_owned()));
     }
     Ok(claims)
 }

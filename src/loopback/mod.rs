@@ -43,16 +43,9 @@ impl Sessions {
     }
 }
 
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<ProxyBody> {
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut r = Response::new(full(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
 }

@@ -63,11 +63,8 @@ impl LoopbackUpstream {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(State {
-            sessions,
-            session_element: session_element.to_owned(),
-            received: Mutex::default(),
-        });
+        let state =
+            Arc::new(State { sessions, session_element: session_element.to_owned(), received: Mutex::default() });
         let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
         let handler = move |req| {
@@ -83,12 +80,7 @@ impl LoopbackUpstream {
             },
             Duration::from_secs(1),
         ));
-        Ok(LoopbackUpstream {
-            addr,
-            scheme,
-            state,
-            _stop: stop,
-        })
+        Ok(LoopbackUpstream { addr, scheme, state, _stop: stop })
     }
 
     pub fn url(&self) -> String {
@@ -97,26 +89,15 @@ impl LoopbackUpstream {
 
     /// Every request received so far, oldest first.
     pub fn received(&self) -> Vec<Received> {
-        self.state
-            .received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let is_soap = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("xml"));
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let is_soap =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("xml"));
     let credential = if is_soap {
         session_id(&body, &state.session_element)
     } else {
@@ -127,25 +108,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned)
     };
-    let subject = credential
-        .as_deref()
-        .and_then(|t| state.sessions.subject_of(t));
-    state
-        .received
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Received {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-            subject: subject.clone(),
-        });
-    if is_soap {
-        soap_answer(&body, subject.as_deref())
-    } else {
-        rest_answer(&parts.uri, subject.as_deref())
-    }
+    let subject = credential.as_deref().and_then(|t| state.sessions.subject_of(t));
+    state.received.lock().unwrap_or_else(|p| p.into_inner()).push(Received {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+        subject: subject.clone(),
+    });
+    if is_soap { soap_answer(&body, subject.as_deref()) } else { rest_answer(&parts.uri, subject.as_deref()) }
 }
 
 /// The text of the first element named `element`, in any namespace.
@@ -198,9 +169,7 @@ fn operation(body: &[u8]) -> String {
 }
 
 fn soap_answer(body: &[u8], subject: Option<&str>) -> Response<ProxyBody> {
-    let v12 = body
-        .windows(SOAP12_ENV_NS.len())
-        .any(|w| w == SOAP12_ENV_NS.as_bytes());
+    let v12 = body.windows(SOAP12_ENV_NS.len()).any(|w| w == SOAP12_ENV_NS.as_bytes());
     let (env_ns, content_type) = if v12 {
         (SOAP12_ENV_NS, "application/soap+xml; charset=utf-8")
     } else {
@@ -236,34 +205,22 @@ fn soap_answer(body: &[u8], subject: Option<&str>) -> Response<ProxyBody> {
 
 fn rest_answer(uri: &Uri, subject: Option<&str>) -> Response<ProxyBody> {
     let Some(subject) = subject else {
-        let body =
-            json!([{ "message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID" }]);
-        return respond(
-            StatusCode::UNAUTHORIZED,
-            "application/json",
-            body.to_string(),
-        );
+        let body = json!([{ "message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID" }]);
+        return respond(StatusCode::UNAUTHORIZED, "application/json", body.to_string());
     };
     let size = uri.query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "bytes")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "bytes").and_then(|(_, v)| v.parse::<usize>().ok())
     });
     if let Some(size) = size {
         // Streamed in chunks, so the proxy must pass a body it never holds whole.
         const CHUNK: usize = 16 * 1024;
         let chunks = (0..size.div_ceil(CHUNK)).map(move |i| {
             let len = CHUNK.min(size - i * CHUNK);
-            let data: Vec<u8> = (0..len)
-                .map(|j| b'a' + ((i * CHUNK + j) % 26) as u8)
-                .collect();
+            let data: Vec<u8> = (0..len).map(|j| b'a' + ((i * CHUNK + j) % 26) as u8).collect();
             Ok::<_, crate::proxy::BoxError>(Frame::data(Bytes::from(data)))
         });
         let mut r = Response::new(StreamBody::new(stream::iter(chunks)).boxed());
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/octet-stream"),
-        );
+        r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/octet-stream"));
         return r;
     }
     let body = json!({

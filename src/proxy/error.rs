@@ -35,8 +35,6 @@ pub enum UpstreamError {
     Timeout { url: String, seconds: u64 },
     #[error("URL cannot be built from '{0}'")]
     BadUrl(String),
-    #[error(
-        "instance_url '{0}' uses plain http to a non-loopback host; refusing to send a token there"
-    )]
+    #[error("instance_url '{0}' uses plain http to a non-loopback host; refusing to send a token there")]
     InsecureInstance(String),
 }

@@ -28,10 +28,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// `extra_roots`: CA certificates trusted besides the system's.
-pub fn client(
-    connect_timeout: Duration,
-    extra_roots: &[reqwest::Certificate],
-) -> Result<reqwest::Client, String> {
+pub fn client(connect_timeout: Duration, extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tls_certs_merge(extra_roots.iter().cloned())
         .connect_timeout(connect_timeout)
@@ -106,10 +103,7 @@ pub async fn send(
     let request = client.request(method, url).headers(headers).body(body);
     let upstream = match tokio::time::timeout(timeout, request.send()).await {
         Err(_) => {
-            return Err(UpstreamError::Timeout {
-                url: shown,
-                seconds: timeout.as_secs(),
-            });
+            return Err(UpstreamError::Timeout { url: shown, seconds: timeout.as_secs() });
         }
         Ok(Err(e)) => {
             let reason = match std::error::Error::source(&e) {
@@ -120,9 +114,7 @@ pub async fn send(
         }
         Ok(Ok(r)) => r,
     };
-    let mut response = Response::builder()
-        .status(upstream.status())
-        .version(http::Version::HTTP_11);
+    let mut response = Response::builder().status(upstream.status()).version(http::Version::HTTP_11);
     let named_in_connection = connection_tokens(upstream.headers());
     if let Some(headers) = response.headers_mut() {
         for (name, value) in upstream.headers() {
@@ -131,14 +123,9 @@ pub async fn send(
             }
         }
     }
-    let stream = upstream
-        .bytes_stream()
-        .map_ok(Frame::data)
-        .map_err(|e| -> super::BoxError { Box::new(e) });
+    let stream = upstream.bytes_stream().map_ok(Frame::data).map_err(|e| -> super::BoxError { Box::new(e) });
     let body = StreamBody::new(stream).boxed();
-    response
-        .body(body)
-        .map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    response.body(body).map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
 #[cfg(test)]
@@ -148,26 +135,16 @@ mod tests {
     #[test]
     fn url_keeps_path_and_query() {
         let base = Url::parse("https://na1.example.com").expect("url");
-        let u =
-            upstream_url(&base, "/services/data/v58.0/query", Some("q=SELECT+Id")).expect("url");
-        assert_eq!(
-            u.as_str(),
-            "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id"
-        );
+        let u = upstream_url(&base, "/services/data/v58.0/query", Some("q=SELECT+Id")).expect("url");
+        assert_eq!(u.as_str(), "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id");
         let based = Url::parse("https://h.example.com/base/").expect("url");
-        assert_eq!(
-            upstream_url(&based, "/x", None).expect("url").as_str(),
-            "https://h.example.com/base/x"
-        );
+        assert_eq!(upstream_url(&based, "/x", None).expect("url").as_str(), "https://h.example.com/base/x");
     }
 
     #[test]
     fn hop_by_hop_and_credentials_do_not_cross() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            "close, x-secret-hop".parse().expect("v"),
-        );
+        h.insert(header::CONNECTION, "close, x-secret-hop".parse().expect("v"));
         h.insert("x-secret-hop", "1".parse().expect("v"));
         h.insert(header::AUTHORIZATION, "Bearer caller".parse().expect("v"));
         h.insert("x-requester", "a@b".parse().expect("v"));

@@ -56,14 +56,8 @@ impl App {
     /// An app whose token expiry is measured on `clock` (tests advance it).
     pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
         let upstream = forward::client(config.upstream_connect_timeout, &config.extra_roots)?;
-        let store: Arc<dyn TokenStore> =
-            Arc::new(MemoryStore::new(config.max_tokens, clock.clone()));
-        Ok(App {
-            config: Arc::new(config),
-            store,
-            upstream,
-            clock,
-        })
+        let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new(config.max_tokens, clock.clone()));
+        Ok(App { config: Arc::new(config), store, upstream, clock })
     }
 
     pub fn config(&self) -> &Config {
@@ -89,17 +83,9 @@ impl App {
             tracing::info!(request_id = %request_id, %method, %path, status = 404, "No route for request.");
             return respond::error_response(&err, None, &request_id);
         };
-        let mut ctx = RequestCtx {
-            route,
-            request_id,
-            soap: None,
-            subject: None,
-        };
+        let mut ctx = RequestCtx { route, request_id, soap: None, subject: None };
         if let Protocol::Soap { .. } = route.protocol {
-            let ct = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
+            let ct = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
             ctx.soap = Some(SoapVersion::from_content_type(ct));
         }
         let result = self.run(&mut ctx, request).await;
@@ -141,18 +127,12 @@ impl App {
             .filter(|r| {
                 let prefix = r.path.as_str();
                 path.starts_with(prefix)
-                    && (prefix.ends_with('/')
-                        || path.len() == prefix.len()
-                        || path.as_bytes()[prefix.len()] == b'/')
+                    && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
             })
             .max_by_key(|r| r.path.len())
     }
 
-    async fn run<B>(
-        &self,
-        ctx: &mut RequestCtx<'_>,
-        request: Request<B>,
-    ) -> Result<Response<ProxyBody>, ProxyError>
+    async fn run<B>(&self, ctx: &mut RequestCtx<'_>, request: Request<B>) -> Result<Response<ProxyBody>, ProxyError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -162,33 +142,36 @@ impl App {
         let route = ctx.route;
         let provider = &route.provider;
         match &route.protocol {
-            Protocol::Soap {
-                wsdl,
-                requester,
-                session,
-            } => {
+            Protocol::Soap { wsdl, requester, session, validation } => {
                 let from_element = match requester {
                     Requester::Element(path) => Some(path.as_slice()),
                     Requester::Header(_) => None,
                 };
+                let mut parts = parts;
+                let body = match envelope::to_utf8(&body) {
+                    Ok(None) => body,
+                    Ok(Some(utf8)) => {
+                        set_charset_utf8(&mut parts.headers);
+                        Bytes::from(utf8)
+                    }
+                    Err(e) => return Err(ProxyError::Envelope(e)),
+                };
+                let action = soap_action(&parts.headers);
                 let plan = Plan {
                     requester: from_element,
                     session,
+                    mode: *validation,
+                    limits: &self.config.limits,
+                    action: action.as_deref(),
                 };
                 let scan = envelope::scan(&body, &plan, wsdl).map_err(|e| {
-                    ctx.soap = Some(
-                        envelope::sniff_version(&body)
-                            .unwrap_or(ctx.soap.unwrap_or(SoapVersion::V11)),
-                    );
+                    ctx.soap = Some(envelope::sniff_version(&body).unwrap_or(ctx.soap.unwrap_or(SoapVersion::V11)));
                     ProxyError::Envelope(e)
                 })?;
                 ctx.soap = Some(scan.version);
                 let requester_text = match requester {
                     Requester::Element(path) => scan.requester.clone().ok_or_else(|| {
-                        ProxyError::MissingRequester(format!(
-                            "the envelope has no {}",
-                            path.join("/")
-                        ))
+                        ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
                     })?,
                     Requester::Header(name) => header_text(&parts.headers, name)?,
                 };
@@ -199,24 +182,12 @@ impl App {
                 let subject = self.config.subjects.subject_for(&requester_text)?;
                 ctx.subject = Some(subject.clone());
                 let token = self.get_token(provider, subject).await?;
-                let rewritten = Bytes::from(envelope::rewrite(
-                    &body,
-                    &scan,
-                    session,
-                    token.access_token.expose(),
-                ));
+                let rewritten = Bytes::from(envelope::rewrite(&body, &scan, session, token.access_token.expose()));
                 let headers = forward::request_headers(&parts.headers, strip);
                 let url = self.upstream_url(route, &token, &parts.uri)?;
-                forward::send(
-                    &self.upstream,
-                    parts.method,
-                    url,
-                    headers,
-                    rewritten,
-                    self.config.upstream_timeout,
-                )
-                .await
-                .map_err(ProxyError::Upstream)
+                forward::send(&self.upstream, parts.method, url, headers, rewritten, self.config.upstream_timeout)
+                    .await
+                    .map_err(ProxyError::Upstream)
             }
             Protocol::Rest { requester_header } => {
                 let requester_text = header_text(&parts.headers, requester_header)?;
@@ -225,27 +196,21 @@ impl App {
                 let token = self.get_token(provider, subject).await?;
                 let mut headers = forward::request_headers(&parts.headers, Some(requester_header));
                 let bearer =
-                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose()))
-                        .map_err(|_| ProxyError::Token {
+                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())).map_err(|_| {
+                        ProxyError::Token {
                             subject: ctx.subject.clone().unwrap_or_default(),
                             source: crate::token::TokenError::BadResponse(
                                 "access_token is not a valid header value".into(),
                             ),
-                        })?;
+                        }
+                    })?;
                 let mut bearer = bearer;
                 bearer.set_sensitive(true);
                 headers.insert(header::AUTHORIZATION, bearer);
                 let url = self.upstream_url(route, &token, &parts.uri)?;
-                forward::send(
-                    &self.upstream,
-                    parts.method,
-                    url,
-                    headers,
-                    body,
-                    self.config.upstream_timeout,
-                )
-                .await
-                .map_err(ProxyError::Upstream)
+                forward::send(&self.upstream, parts.method, url, headers, body, self.config.upstream_timeout)
+                    .await
+                    .map_err(ProxyError::Upstream)
             }
         }
     }
@@ -264,21 +229,11 @@ impl App {
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
         let fetch_subject = subject.clone();
-        let fetch: Fetch = Box::new(move || {
-            async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed()
-        });
-        self.store
-            .get_or_fetch(&key, fetch)
-            .await
-            .map_err(|source| ProxyError::Token { subject, source })
+        let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
+        self.store.get_or_fetch(&key, fetch).await.map_err(|source| ProxyError::Token { subject, source })
     }
 
-    fn upstream_url(
-        &self,
-        route: &Route,
-        token: &Token,
-        uri: &http::Uri,
-    ) -> Result<url::Url, ProxyError> {
+    fn upstream_url(&self, route: &Route, token: &Token, uri: &http::Uri) -> Result<url::Url, ProxyError> {
         let base = match &route.upstream {
             Upstream::Fixed(url) => url,
             Upstream::InstanceUrl => {
@@ -301,27 +256,52 @@ where
 {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ProxyError::BodyTooLarge(limit))
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(limit)),
         Err(e) => Err(ProxyError::BodyRead(e.to_string())),
     }
 }
 
 fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Result<String, ProxyError> {
     let mut values = headers.get_all(name).iter();
-    let value = values
-        .next()
-        .ok_or_else(|| ProxyError::MissingRequester(format!("header {name} is absent")))?;
+    let value = values.next().ok_or_else(|| ProxyError::MissingRequester(format!("header {name} is absent")))?;
     if values.next().is_some() {
-        return Err(ProxyError::MissingRequester(format!(
-            "header {name} appears more than once"
-        )));
+        return Err(ProxyError::MissingRequester(format!("header {name} appears more than once")));
     }
     value
         .to_str()
         .map(str::to_owned)
         .map_err(|_| ProxyError::MissingRequester(format!("header {name} is not visible ASCII")))
+}
+
+/// The action a SOAP request names: SOAP 1.2's `action` media-type parameter, or SOAP 1.1's
+/// `SOAPAction` header, unquoted.
+fn soap_action(headers: &HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.trim_start().to_ascii_lowercase().starts_with("application/soap+xml") {
+        return content_type.split(';').skip(1).find_map(|param| {
+            let (k, v) = param.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("action").then(|| v.trim().trim_matches('"').to_owned())
+        });
+    }
+    headers.get("soapaction").and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
+}
+
+/// After a UTF-16 body was transcoded, its `Content-Type` says UTF-8.
+fn set_charset_utf8(headers: &mut HeaderMap) {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return };
+    let params: Vec<String> = ct
+        .split(';')
+        .map(|p| {
+            if p.trim().to_ascii_lowercase().starts_with("charset=") {
+                " charset=utf-8".to_owned()
+            } else {
+                p.to_owned()
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&params.join(";")) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
 }
 
 /// The caller's `X-Request-Id` when it is short and printable, or a new one.

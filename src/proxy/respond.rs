@@ -27,9 +27,7 @@ pub fn classify(err: &ProxyError) -> Classified {
         ProxyError::BodyRead(_) => (StatusCode::BAD_REQUEST, Caller, "body_unreadable"),
         ProxyError::Envelope(e) => (StatusCode::BAD_REQUEST, Caller, e.code()),
         ProxyError::MissingRequester(_) => (StatusCode::BAD_REQUEST, Caller, "missing_requester"),
-        ProxyError::Mapping(MappingError::Unmapped(_)) => {
-            (StatusCode::FORBIDDEN, Caller, "unmapped_subject")
-        }
+        ProxyError::Mapping(MappingError::Unmapped(_)) => (StatusCode::FORBIDDEN, Caller, "unmapped_subject"),
         ProxyError::Mapping(_) => (StatusCode::BAD_REQUEST, Caller, "invalid_requester"),
         ProxyError::Token { source, .. } => match source {
             // The IdP refuses this user (not approved, unknown, inactive): the caller's problem.
@@ -38,17 +36,13 @@ pub fn classify(err: &ProxyError) -> Classified {
             }
             // Any other refusal means our client registration is wrong: the operator's problem.
             TokenError::Rejected { .. } => (StatusCode::BAD_GATEWAY, Server, "idp_refused_client"),
-            TokenError::Unreachable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable")
-            }
+            TokenError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable"),
             TokenError::Status(s) if *s == 503 || *s == 429 => {
                 (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable")
             }
             TokenError::Status(_) => (StatusCode::BAD_GATEWAY, Server, "idp_error"),
             TokenError::BadResponse(_) => (StatusCode::BAD_GATEWAY, Server, "idp_bad_response"),
-            TokenError::Signing(_) | TokenError::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, Server, "internal")
-            }
+            TokenError::Signing(_) | TokenError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Server, "internal"),
         },
         ProxyError::NoInstanceUrl(_) => (StatusCode::BAD_GATEWAY, Server, "no_instance_url"),
         ProxyError::Upstream(UpstreamError::Timeout { .. }) => {
@@ -63,11 +57,7 @@ pub fn classify(err: &ProxyError) -> Classified {
 }
 
 /// The response for `err`. `soap`: the SOAP version to fault in, `None` for problem+json.
-pub fn error_response(
-    err: &ProxyError,
-    soap: Option<SoapVersion>,
-    request_id: &str,
-) -> Response<ProxyBody> {
+pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &str) -> Response<ProxyBody> {
     let c = classify(err);
     let message = err.to_string();
     let (status, content_type, body) = match soap {
@@ -76,14 +66,9 @@ pub fn error_response(
             let status = if c.status == StatusCode::PAYLOAD_TOO_LARGE {
                 c.status
             } else {
-                StatusCode::from_u16(fault::fault_status(version, c.side))
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                StatusCode::from_u16(fault::fault_status(version, c.side)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             };
-            (
-                status,
-                fault::content_type(version),
-                fault::fault_body(version, c.side, c.code, &message),
-            )
+            (status, fault::content_type(version), fault::fault_body(version, c.side, c.code, &message))
         }
         None => {
             let mut problem = json!({
@@ -94,14 +79,7 @@ pub fn error_response(
                 "code": c.code,
                 "request_id": request_id,
             });
-            if let ProxyError::Token {
-                source:
-                    TokenError::Rejected {
-                        error, description, ..
-                    },
-                ..
-            } = err
-            {
+            if let ProxyError::Token { source: TokenError::Rejected { error, description, .. }, .. } = err {
                 problem["idp_error"] = json!(error);
                 problem["idp_error_description"] = json!(description);
             }
@@ -110,9 +88,7 @@ pub fn error_response(
     };
     let mut response = Response::new(super::full(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", id);
     }

@@ -4,6 +4,10 @@
 
 pub mod envelope;
 pub mod fault;
+pub mod schema;
+pub mod simple;
+pub mod tree;
+pub mod validate;
 pub mod wsdl;
 
 use std::fmt;
@@ -38,14 +42,7 @@ impl SoapVersion {
     /// (too large, not XML): `application/soap+xml` is SOAP 1.2, anything else SOAP 1.1.
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         match content_type {
-            Some(ct)
-                if ct
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/soap+xml") =>
-            {
-                SoapVersion::V12
-            }
+            Some(ct) if ct.trim_start().to_ascii_lowercase().starts_with("application/soap+xml") => SoapVersion::V12,
             _ => SoapVersion::V11,
         }
     }
@@ -69,20 +66,13 @@ pub struct QName {
 
 impl QName {
     pub fn new(ns: impl Into<String>, local: impl Into<String>) -> Self {
-        QName {
-            ns: ns.into(),
-            local: local.into(),
-        }
+        QName { ns: ns.into(), local: local.into() }
     }
 }
 
 impl fmt::Display for QName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.ns.is_empty() {
-            f.write_str(&self.local)
-        } else {
-            write!(f, "{{{}}}{}", self.ns, self.local)
-        }
+        if self.ns.is_empty() { f.write_str(&self.local) } else { write!(f, "{{{}}}{}", self.ns, self.local) }
     }
 }
 

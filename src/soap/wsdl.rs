@@ -1,24 +1,23 @@
-//! WSDL 1.1 → the operations a SOAP route accepts. Runs at start-up and on `check`, never per request.
+//! WSDL 1.1 → the operations a SOAP route accepts, and the schema their messages must obey.
+//! Runs at start-up and on `check`, never per request.
 //!
-//! The loader reads the WSDL (and the local files it imports with `wsdl:import` / `xsd:import` /
-//! `xsd:include`) into a small element tree, then resolves bindings → portTypes → messages into one
-//! list of operations, each with its SOAP version, `soapAction` and the body element a request must
-//! carry. Schema types are not compiled here: the schema validator builds on this model.
+//! The loader reads the WSDL (and the local files it imports with `wsdl:import`, `xsd:import` and
+//! `xsd:include`) into element trees, compiles every schema into one `Schema`, then resolves
+//! bindings → portTypes → messages into operations, each with its SOAP version, `soapAction`, the
+//! body element a request must carry and where its content is checked from.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
-
+use super::schema::{self, ElemId, Schema, SchemaDoc, TypeId, XSD_NS};
+use super::tree::{Node, parse_file};
 use super::{QName, SoapVersion};
 
 const WSDL_NS: &str = "http://schemas.xmlsoap.org/wsdl/";
 const WSDL_SOAP11_NS: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
 const WSDL_SOAP12_NS: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
-const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema";
+/// Namespaces whose schemas are built in: their imports are not fetched.
+const BUILT_IN: [&str; 4] = [XSD_NS, schema::SOAP_ENC_NS, schema::XML_NS, WSDL_NS];
 /// Imports nest at most this deep; deeper is surely a loop the visited set did not catch.
 const MAX_IMPORT_DEPTH: usize = 16;
 
@@ -30,11 +29,22 @@ pub struct WsdlError {
 }
 
 /// `document` (the body holds a schema element) or `rpc` (the body holds an element named after
-/// the operation, in the `soap:body` namespace).
+/// the operation, in the `soap:body` namespace, whose children are the message parts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
     Document,
     Rpc,
+}
+
+/// Where a request's body element is checked from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// document/literal: this global element.
+    Element(ElemId),
+    /// rpc/literal: this wrapper type, a sequence of the parts.
+    Wrapper(TypeId),
+    /// `use="encoded"`: the operation is known, its content is not checked.
+    Unchecked,
 }
 
 /// One operation of one SOAP binding.
@@ -48,8 +58,9 @@ pub struct Operation {
     pub soap_action: Option<String>,
     /// The element a request's `Body` must hold.
     pub body: QName,
-    /// `use="encoded"` (SOAP section 5 encoding): the operation is known, its content unchecked.
-    pub encoded: bool,
+    pub input: Input,
+    /// Header blocks the binding declares for the input (`soap:header`).
+    pub headers: Vec<QName>,
 }
 
 /// A port of a service: where the WSDL says the endpoint is.
@@ -67,8 +78,9 @@ pub struct Wsdl {
     pub target_namespace: String,
     pub operations: Vec<Operation>,
     pub ports: Vec<Port>,
-    /// Top-level schema elements by local name → their namespaces.
-    global_elements: HashMap<String, Vec<String>>,
+    pub schema: Schema,
+    /// Every header block any binding declares: the headers a route "understands".
+    pub header_elements: HashSet<QName>,
     by_body: HashMap<QName, Vec<usize>>,
 }
 
@@ -78,10 +90,7 @@ pub enum OperationMismatch {
     /// No binding of the WSDL has an operation with this body element.
     Unknown,
     /// The operation exists, but only in bindings of the other SOAP version.
-    WrongVersion {
-        operation: String,
-        bound: SoapVersion,
-    },
+    WrongVersion { operation: String, bound: SoapVersion },
 }
 
 impl Wsdl {
@@ -93,11 +102,7 @@ impl Wsdl {
     }
 
     /// The operation a request with this envelope version and body element invokes.
-    pub fn operation_for(
-        &self,
-        version: SoapVersion,
-        body: &QName,
-    ) -> Result<&Operation, OperationMismatch> {
+    pub fn operation_for(&self, version: SoapVersion, body: &QName) -> Result<&Operation, OperationMismatch> {
         let candidates = self.by_body.get(body).ok_or(OperationMismatch::Unknown)?;
         let mut other = None;
         for &i in candidates {
@@ -108,10 +113,7 @@ impl Wsdl {
             other = Some(op);
         }
         match other {
-            Some(op) => Err(OperationMismatch::WrongVersion {
-                operation: op.name.clone(),
-                bound: op.version,
-            }),
+            Some(op) => Err(OperationMismatch::WrongVersion { operation: op.name.clone(), bound: op.version }),
             None => Err(OperationMismatch::Unknown),
         }
     }
@@ -119,8 +121,10 @@ impl Wsdl {
     /// The namespace of the top-level schema element with this local name, when exactly one
     /// schema declares it (used to write a `SessionHeader` into an envelope that has none).
     pub fn element_namespace(&self, local: &str) -> Option<&str> {
-        match self.global_elements.get(local).map(Vec::as_slice) {
-            Some([ns]) => Some(ns),
+        let mut found =
+            self.schema.elements.iter().filter(|e| e.name.local == local && self.schema.element(&e.name).is_some());
+        match (found.next(), found.next()) {
+            (Some(e), None) => Some(e.name.ns.as_str()),
             _ => None,
         }
     }
@@ -137,147 +141,6 @@ impl Wsdl {
     }
 }
 
-// === the element tree ===
-
-/// An element of a WSDL or schema file with the namespace bindings in scope at it.
-#[derive(Debug)]
-struct Node {
-    name: QName,
-    attrs: Vec<(String, String)>,
-    scope: Rc<Vec<(String, String)>>,
-    children: Vec<Node>,
-}
-
-impl Node {
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn children_named<'a>(
-        &'a self,
-        ns: &'a str,
-        local: &'a str,
-    ) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children
-            .iter()
-            .filter(move |c| c.name.ns == ns && c.name.local == local)
-    }
-
-    fn children_in<'a>(&'a self, ns: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name.ns == ns)
-    }
-
-    /// Resolves a QName-valued attribute (`tns:query`) with the bindings in scope here.
-    fn resolve_qname(&self, value: &str) -> Option<QName> {
-        let (prefix, local) = match value.split_once(':') {
-            Some((p, l)) => (p, l),
-            None => ("", value),
-        };
-        let ns = self
-            .scope
-            .iter()
-            .rev()
-            .find(|(p, _)| p == prefix)
-            .map(|(_, ns)| ns.clone());
-        match (ns, prefix) {
-            (Some(ns), _) => Some(QName::new(ns, local)),
-            (None, "") => Some(QName::new("", local)),
-            (None, _) => None,
-        }
-    }
-}
-
-fn parse_tree(path: &Path, text: &str) -> Result<Node, WsdlError> {
-    let err = |message: String| WsdlError {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut reader = NsReader::from_str(text);
-    let mut stack: Vec<Node> = Vec::new();
-    let root_scope: Rc<Vec<(String, String)>> = Rc::new(vec![(
-        "xml".to_owned(),
-        "http://www.w3.org/XML/1998/namespace".to_owned(),
-    )]);
-    loop {
-        let position = reader.buffer_position();
-        let (resolved, event) = reader
-            .read_resolved_event()
-            .map_err(|e| err(format!("not well-formed XML near byte {position}: {e}")))?;
-        let ns = match resolved {
-            ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.as_ref()).into_owned(),
-            ResolveResult::Unbound => String::new(),
-            ResolveResult::Unknown(p) => {
-                return Err(err(format!(
-                    "undeclared namespace prefix '{}' near byte {position}",
-                    String::from_utf8_lossy(&p)
-                )));
-            }
-        };
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let parent_scope = stack
-                    .last()
-                    .map(|n| n.scope.clone())
-                    .unwrap_or_else(|| root_scope.clone());
-                let mut attrs = Vec::new();
-                let mut declared = Vec::new();
-                for attr in e.attributes() {
-                    let attr =
-                        attr.map_err(|e| err(format!("bad attribute near byte {position}: {e}")))?;
-                    let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-                    let value = attr
-                        .unescape_value()
-                        .map_err(|e| err(format!("bad attribute value near byte {position}: {e}")))?
-                        .into_owned();
-                    if key == "xmlns" {
-                        declared.push((String::new(), value));
-                    } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-                        declared.push((prefix.to_owned(), value));
-                    } else {
-                        attrs.push((key, value));
-                    }
-                }
-                let scope = if declared.is_empty() {
-                    parent_scope
-                } else {
-                    let mut s = (*parent_scope).clone();
-                    s.extend(declared);
-                    Rc::new(s)
-                };
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                let node = Node {
-                    name: QName::new(ns, local),
-                    attrs,
-                    scope,
-                    children: Vec::new(),
-                };
-                if matches!(event, Event::Start(_)) {
-                    stack.push(node);
-                } else {
-                    match stack.last_mut() {
-                        Some(parent) => parent.children.push(node),
-                        None => return Ok(node),
-                    }
-                }
-            }
-            Event::End(_) => {
-                let node = stack
-                    .pop()
-                    .ok_or_else(|| err("unbalanced end tag".into()))?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => return Ok(node),
-                }
-            }
-            Event::Eof => return Err(err("no root element".into())),
-            _ => {}
-        }
-    }
-}
-
 // === definitions gathered from the WSDL and the files it imports ===
 
 #[derive(Default)]
@@ -287,12 +150,13 @@ struct Definitions {
     port_types: HashMap<QName, HashMap<String, QName>>,
     bindings: Vec<Binding>,
     ports: Vec<Port>,
-    global_elements: BTreeMap<String, Vec<String>>,
+    schemas: Vec<SchemaDoc>,
 }
 
 struct Part {
     name: String,
     element: Option<QName>,
+    ty: Option<QName>,
 }
 
 struct Binding {
@@ -310,6 +174,8 @@ struct BindingOperation {
     body_parts: Option<Vec<String>>,
     body_namespace: Option<String>,
     encoded: bool,
+    /// (message, part) of each `soap:header`.
+    headers: Vec<(QName, String)>,
 }
 
 fn load_document(
@@ -318,78 +184,63 @@ fn load_document(
     visited: &mut HashSet<PathBuf>,
     defs: &mut Definitions,
 ) -> Result<(), WsdlError> {
-    let err = |message: String| WsdlError {
-        path: path.to_path_buf(),
-        message,
-    };
+    let err = |message: String| WsdlError { path: path.to_path_buf(), message };
     if depth > MAX_IMPORT_DEPTH {
         return Err(err(format!("imports nest deeper than {MAX_IMPORT_DEPTH}")));
     }
-    let canonical = path
-        .canonicalize()
-        .map_err(|e| err(format!("cannot open: {e}")))?;
+    let canonical = path.canonicalize().map_err(|e| err(format!("cannot open: {e}")))?;
     if !visited.insert(canonical) {
         return Ok(());
     }
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| err("not UTF-8 (WSDLs must be UTF-8)".into()))?;
-    let root = parse_tree(path, &text)?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let mut root = parse_file(path)?;
     if root.name.ns == XSD_NS && root.name.local == "schema" {
-        return load_schema(&root, base, depth, visited, defs);
+        return add_schema(root, path, None, depth, visited, defs);
     }
     if root.name.ns != WSDL_NS || root.name.local != "definitions" {
-        return Err(err(format!(
-            "root element is {}, not a WSDL 1.1 definitions element",
-            root.name
-        )));
+        return Err(err(format!("root element is {}, not a WSDL 1.1 definitions element", root.name)));
     }
     let tns = root.attr("targetNamespace").unwrap_or_default().to_owned();
     if defs.target_namespace.is_none() {
         defs.target_namespace = Some(tns.clone());
     }
     for import in root.children_named(WSDL_NS, "import") {
-        if let Some(location) = import.attr("location") {
-            load_document(
-                &local_import(path, base, location)?,
-                depth + 1,
-                visited,
-                defs,
-            )?;
+        if let Some(location) = import.attr("location")
+            && let Some(file) = local_import(path, import.attr("namespace").unwrap_or_default(), location)?
+        {
+            load_document(&file, depth + 1, visited, defs)?;
         }
     }
-    for types in root.children_named(WSDL_NS, "types") {
-        for schema in types.children_named(XSD_NS, "schema") {
-            load_schema(schema, base, depth, visited, defs)?;
+    let mut schemas = Vec::new();
+    for types in root.children.iter_mut().filter(|c| c.name.ns == WSDL_NS && c.name.local == "types") {
+        for node in std::mem::take(&mut types.children) {
+            if node.name.ns == XSD_NS && node.name.local == "schema" {
+                schemas.push(node);
+            }
         }
+    }
+    for schema in schemas {
+        add_schema(schema, path, None, depth, visited, defs)?;
     }
     for message in root.children_named(WSDL_NS, "message") {
-        let Some(name) = message.attr("name") else {
-            continue;
-        };
+        let Some(name) = message.attr("name") else { continue };
         let parts = message
             .children_named(WSDL_NS, "part")
             .map(|p| Part {
                 name: p.attr("name").unwrap_or_default().to_owned(),
                 element: p.attr("element").and_then(|v| p.resolve_qname(v)),
+                ty: p.attr("type").and_then(|v| p.resolve_qname(v)),
             })
             .collect();
         defs.messages.insert(QName::new(tns.clone(), name), parts);
     }
     for port_type in root.children_named(WSDL_NS, "portType") {
-        let Some(name) = port_type.attr("name") else {
-            continue;
-        };
+        let Some(name) = port_type.attr("name") else { continue };
         let mut ops = HashMap::new();
         for op in port_type.children_named(WSDL_NS, "operation") {
             let input = op.children_named(WSDL_NS, "input").next();
-            if let (Some(op_name), Some(msg)) = (
-                op.attr("name"),
-                input
-                    .and_then(|i| i.attr("message"))
-                    .and_then(|m| op.resolve_qname(m)),
-            ) {
+            if let (Some(op_name), Some(msg)) =
+                (op.attr("name"), input.and_then(|i| i.attr("message")).and_then(|m| op.resolve_qname(m)))
+            {
                 ops.insert(op_name.to_owned(), msg);
             }
         }
@@ -420,37 +271,62 @@ fn load_document(
     Ok(())
 }
 
-fn load_schema(
-    schema: &Node,
-    base: &Path,
+/// Adds a schema and loads what it imports or includes. `chameleon`: the namespace of the
+/// including schema, which an included schema without its own takes on.
+fn add_schema(
+    mut node: Node,
+    file: &Path,
+    chameleon: Option<&str>,
     depth: usize,
     visited: &mut HashSet<PathBuf>,
     defs: &mut Definitions,
 ) -> Result<(), WsdlError> {
-    let tns = schema.attr("targetNamespace").unwrap_or_default();
-    for element in schema.children_named(XSD_NS, "element") {
-        if let Some(name) = element.attr("name") {
-            let spaces = defs.global_elements.entry(name.to_owned()).or_default();
-            if !spaces.iter().any(|s| s == tns) {
-                spaces.push(tns.to_owned());
+    if let (Some(tns), None) = (chameleon, node.attr("targetNamespace")) {
+        node.attrs.push(("targetNamespace".to_owned(), tns.to_owned()));
+    }
+    let tns = node.attr("targetNamespace").unwrap_or_default().to_owned();
+    let mut pending = Vec::new();
+    for child in node.children.iter().filter(|c| c.name.ns == XSD_NS) {
+        let Some(location) = child.attr("schemaLocation") else { continue };
+        match child.name.local.as_str() {
+            "import" => {
+                pending.push((child.attr("namespace").unwrap_or_default().to_owned(), location.to_owned(), None))
             }
+            "include" | "redefine" => pending.push((tns.clone(), location.to_owned(), Some(tns.clone()))),
+            _ => {}
         }
     }
-    for import in schema
-        .children_in(XSD_NS)
-        .filter(|c| c.name.local == "import" || c.name.local == "include")
-    {
-        if let Some(location) = import.attr("schemaLocation") {
-            let path = local_import(base, base, location)?;
-            load_document(&path, depth + 1, visited, defs)?;
+    defs.schemas.push(SchemaDoc { node, file: file.to_path_buf() });
+    for (namespace, location, chameleon) in pending {
+        let Some(path) = local_import(file, &namespace, &location)? else { continue };
+        if depth + 1 > MAX_IMPORT_DEPTH {
+            return Err(WsdlError {
+                path: file.to_path_buf(),
+                message: format!("imports nest deeper than {MAX_IMPORT_DEPTH}"),
+            });
+        }
+        let canonical = path
+            .canonicalize()
+            .map_err(|e| WsdlError { path: file.to_path_buf(), message: format!("imports '{location}': {e}") })?;
+        if !visited.insert(canonical) {
+            continue;
+        }
+        let root = parse_file(&path)?;
+        if root.name.ns == XSD_NS && root.name.local == "schema" {
+            add_schema(root, &path, chameleon.as_deref(), depth + 1, visited, defs)?;
+        } else {
+            return Err(WsdlError { path, message: format!("imported as a schema, but its root is {}", root.name) });
         }
     }
     Ok(())
 }
 
-/// Imports are resolved as local files next to the importing one; remote locations are refused
-/// so that loading a WSDL never reaches the network.
-fn local_import(from: &Path, base: &Path, location: &str) -> Result<PathBuf, WsdlError> {
+/// An import's file, next to the importing one. Remote locations are refused, so that loading a
+/// WSDL never reaches the network; built-in namespaces (XSD, SOAP encoding) are not fetched at all.
+fn local_import(from: &Path, namespace: &str, location: &str) -> Result<Option<PathBuf>, WsdlError> {
+    if BUILT_IN.contains(&namespace) {
+        return Ok(None);
+    }
     if location.contains("://") {
         return Err(WsdlError {
             path: from.to_path_buf(),
@@ -459,7 +335,7 @@ fn local_import(from: &Path, base: &Path, location: &str) -> Result<PathBuf, Wsd
             ),
         });
     }
-    Ok(base.join(location))
+    Ok(Some(from.parent().unwrap_or(Path::new(".")).join(location)))
 }
 
 fn read_binding(binding: &Node) -> Result<Option<Binding>, String> {
@@ -483,99 +359,130 @@ fn read_binding(binding: &Node) -> Result<Option<Binding>, String> {
     for op in binding.children_named(WSDL_NS, "operation") {
         let op_name = op.attr("name").unwrap_or_default().to_owned();
         let soap_op = op.children_named(soap_ns, "operation").next();
-        let body = op
-            .children_named(WSDL_NS, "input")
-            .next()
-            .and_then(|input| input.children_named(soap_ns, "body").next());
+        let input = op.children_named(WSDL_NS, "input").next();
+        let body = input.and_then(|input| input.children_named(soap_ns, "body").next());
+        let headers = input
+            .map(|i| {
+                i.children_named(soap_ns, "header")
+                    .filter_map(|h| Some((h.resolve_qname(h.attr("message")?)?, h.attr("part")?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
         operations.push(BindingOperation {
-            soap_action: soap_op
-                .and_then(|s| s.attr("soapAction"))
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned),
+            soap_action: soap_op.and_then(|s| s.attr("soapAction")).filter(|a| !a.is_empty()).map(str::to_owned),
             style: match soap_op.and_then(|s| s.attr("style")) {
                 Some("rpc") => Some(Style::Rpc),
                 Some("document") => Some(Style::Document),
                 _ => None,
             },
-            body_parts: body
-                .and_then(|b| b.attr("parts"))
-                .map(|p| p.split_whitespace().map(str::to_owned).collect()),
+            body_parts: body.and_then(|b| b.attr("parts")).map(|p| p.split_whitespace().map(str::to_owned).collect()),
             body_namespace: body.and_then(|b| b.attr("namespace")).map(str::to_owned),
             encoded: body.and_then(|b| b.attr("use")) == Some("encoded"),
+            headers,
             name: op_name,
         });
     }
-    Ok(Some(Binding {
-        name,
-        port_type,
-        version,
-        style,
-        operations,
-    }))
+    Ok(Some(Binding { name, port_type, version, style, operations }))
 }
 
 impl Definitions {
     fn compile(self, path: &Path) -> Result<Wsdl, WsdlError> {
-        let err = |message: String| WsdlError {
-            path: path.to_path_buf(),
-            message,
-        };
+        let err = |message: String| WsdlError { path: path.to_path_buf(), message };
+        let mut schema = schema::compile(&self.schemas).map_err(|e| err(format!("schema: {e}")))?;
         let mut operations = Vec::new();
+        let mut header_elements = HashSet::new();
         for binding in &self.bindings {
             let port_type = self.port_types.get(&binding.port_type).ok_or_else(|| {
-                err(format!(
-                    "binding '{}' refers to unknown portType {}",
-                    binding.name, binding.port_type
-                ))
+                err(format!("binding '{}' refers to unknown portType {}", binding.name, binding.port_type))
             })?;
             for op in &binding.operations {
                 let style = op.style.unwrap_or(binding.style);
-                let body = match style {
-                    Style::Rpc => QName::new(
-                        op.body_namespace.clone().unwrap_or_default(),
-                        op.name.clone(),
-                    ),
-                    Style::Document => {
-                        let message = port_type.get(&op.name).ok_or_else(|| {
-                            err(format!(
-                                "operation '{}' of binding '{}' is not in its portType",
-                                op.name, binding.name
-                            ))
+                let message = port_type.get(&op.name).ok_or_else(|| {
+                    err(format!("operation '{}' of binding '{}' is not in its portType", op.name, binding.name))
+                })?;
+                let parts = self
+                    .messages
+                    .get(message)
+                    .ok_or_else(|| err(format!("operation '{}' uses unknown message {message}", op.name)))?;
+                let body_parts: Vec<&Part> = parts
+                    .iter()
+                    .filter(|p| match &op.body_parts {
+                        Some(names) => names.contains(&p.name),
+                        // Parts bound as headers are not in the body.
+                        None => !op.headers.iter().any(|(m, part)| m == message && *part == p.name),
+                    })
+                    .collect();
+                let mut headers = Vec::new();
+                for (m, part) in &op.headers {
+                    let element = self
+                        .messages
+                        .get(m)
+                        .and_then(|ps| ps.iter().find(|p| p.name == *part))
+                        .and_then(|p| p.element.clone())
+                        .ok_or_else(|| {
+                            err(format!("operation '{}' binds header part {m}/{part}, which has no element", op.name))
                         })?;
-                        let parts = self.messages.get(message).ok_or_else(|| {
-                            err(format!(
-                                "operation '{}' uses unknown message {message}",
-                                op.name
-                            ))
-                        })?;
-                        let mut body_parts = parts.iter().filter(|p| match &op.body_parts {
-                            Some(names) => names.contains(&p.name),
-                            None => true,
-                        });
-                        match (body_parts.next(), body_parts.next()) {
-                            (
-                                Some(Part {
-                                    element: Some(element),
-                                    ..
-                                }),
-                                None,
-                            ) => element.clone(),
-                            (Some(_), None) => {
-                                return Err(err(format!(
-                                    "document operation '{}' has a body part declared by type, not element; \
-                                     only document/literal with element parts is supported",
-                                    op.name
-                                )));
+                    header_elements.insert(element.clone());
+                    headers.push(element);
+                }
+                let (body, input) = match style {
+                    Style::Rpc => {
+                        let body = QName::new(op.body_namespace.clone().unwrap_or_default(), op.name.clone());
+                        let input = if op.encoded {
+                            Input::Unchecked
+                        } else {
+                            let mut fields = Vec::new();
+                            for p in &body_parts {
+                                let field = match (&p.element, &p.ty) {
+                                    (Some(e), _) => {
+                                        let id = schema.element(e).ok_or_else(|| {
+                                            err(format!("part '{}' names unknown element {e}", p.name))
+                                        })?;
+                                        (e.clone(), schema.elements[id].ty)
+                                    }
+                                    (None, Some(t)) => {
+                                        let ty = schema
+                                            .named_type(t)
+                                            .ok_or_else(|| err(format!("part '{}' names unknown type {t}", p.name)))?;
+                                        (QName::new("", p.name.clone()), ty)
+                                    }
+                                    (None, None) => (QName::new("", p.name.clone()), schema::ANY_TYPE),
+                                };
+                                fields.push(field);
                             }
-                            (None, _) => QName::new("", ""),
-                            (Some(_), Some(_)) => {
-                                return Err(err(format!(
-                                    "document operation '{}' has several body parts; WS-I requires one",
-                                    op.name
-                                )));
-                            }
-                        }
+                            Input::Wrapper(schema.add_sequence(body.clone(), fields))
+                        };
+                        (body, input)
                     }
+                    Style::Document => match body_parts.as_slice() {
+                        [Part { element: Some(element), .. }] => {
+                            let input = if op.encoded {
+                                Input::Unchecked
+                            } else {
+                                Input::Element(schema.element(element).ok_or_else(|| {
+                                    err(format!(
+                                        "operation '{}' names element {element}, which no schema declares",
+                                        op.name
+                                    ))
+                                })?)
+                            };
+                            (element.clone(), input)
+                        }
+                        [_] => {
+                            return Err(err(format!(
+                                "document operation '{}' has a body part declared by type, not element; \
+                                 only document/literal with element parts is supported",
+                                op.name
+                            )));
+                        }
+                        [] => (QName::new("", ""), Input::Unchecked),
+                        _ => {
+                            return Err(err(format!(
+                                "document operation '{}' has several body parts; WS-I allows one",
+                                op.name
+                            )));
+                        }
+                    },
                 };
                 operations.push(Operation {
                     name: op.name.clone(),
@@ -584,14 +491,13 @@ impl Definitions {
                     style,
                     soap_action: op.soap_action.clone(),
                     body,
-                    encoded: op.encoded,
+                    input,
+                    headers,
                 });
             }
         }
         if operations.is_empty() {
-            return Err(err(
-                "declares no SOAP 1.1 or SOAP 1.2 binding with operations".into(),
-            ));
+            return Err(err("declares no SOAP 1.1 or SOAP 1.2 binding with operations".into()));
         }
         let mut by_body: HashMap<QName, Vec<usize>> = HashMap::new();
         for (i, op) in operations.iter().enumerate() {
@@ -601,7 +507,8 @@ impl Definitions {
             target_namespace: self.target_namespace.unwrap_or_default(),
             operations,
             ports: self.ports,
-            global_elements: self.global_elements.into_iter().collect(),
+            schema,
+            header_elements,
             by_body,
         })
     }

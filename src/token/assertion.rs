@@ -22,13 +22,9 @@ const MIN_KEY_BITS: usize = 2048;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error(
-        "no PEM private key found (expected '-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')"
-    )]
+    #[error("no PEM private key found (expected '-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----')")]
     NotPem,
-    #[error(
-        "the key is encrypted; store it decrypted with owner-only permissions (openssl pkcs8 -nocrypt)"
-    )]
+    #[error("the key is encrypted; store it decrypted with owner-only permissions (openssl pkcs8 -nocrypt)")]
     Encrypted,
     #[error("not an RSA private key: {0}")]
     NotRsa(String),
@@ -75,14 +71,8 @@ impl SigningKey {
         if bits < MIN_KEY_BITS {
             return Err(KeyError::TooShort(bits));
         }
-        let der = private
-            .to_pkcs1_der()
-            .map_err(|e| KeyError::NotRsa(e.to_string()))?;
-        Ok(SigningKey {
-            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
-            public: private.to_public_key(),
-            kid,
-        })
+        let der = private.to_pkcs1_der().map_err(|e| KeyError::NotRsa(e.to_string()))?;
+        Ok(SigningKey { encoding: EncodingKey::from_rsa_der(der.as_bytes()), public: private.to_public_key(), kid })
     }
 
     pub fn public_key(&self) -> &RsaPublicKey {
@@ -113,10 +103,8 @@ pub struct Signer {
 impl Signer {
     /// A fresh assertion for `subject`: new `jti`, `iat` now, `exp` after the configured lifetime.
     pub fn sign(&self, subject: &str) -> Result<Secret, TokenError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| TokenError::Signing(e.to_string()))?
-            .as_secs();
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| TokenError::Signing(e.to_string()))?.as_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
@@ -146,19 +134,13 @@ mod tests {
         let pkcs1 = key.to_pkcs1_pem(LineEnding::LF).expect("pkcs1");
         assert!(SigningKey::from_pem(&pkcs8, None).is_ok());
         assert!(SigningKey::from_pem(&pkcs1, Some("k1".into())).is_ok());
-        assert_eq!(
-            SigningKey::from_pem("hello", None).unwrap_err(),
-            KeyError::NotPem
-        );
+        assert_eq!(SigningKey::from_pem("hello", None).unwrap_err(), KeyError::NotPem);
         assert_eq!(
             SigningKey::from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\n", None).unwrap_err(),
             KeyError::Encrypted
         );
         let small = RsaPrivateKey::new(&mut rng, 1024).expect("keygen");
-        assert_eq!(
-            SigningKey::from_key(&small, None).unwrap_err(),
-            KeyError::TooShort(1024)
-        );
+        assert_eq!(SigningKey::from_key(&small, None).unwrap_err(), KeyError::TooShort(1024));
         let shown = format!("{:?}", SigningKey::from_pem(&pkcs8, None).expect("key"));
         assert!(!shown.contains("MII") && shown.contains("2048"), "{shown}");
     }

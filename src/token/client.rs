@@ -78,15 +78,8 @@ impl TokenClient {
     }
 
     /// Exchanges one assertion for an access token.
-    pub async fn exchange(
-        &self,
-        assertion: &Secret,
-        scope: Option<&str>,
-    ) -> Result<Granted, TokenError> {
-        let mut form = vec![
-            ("grant_type", JWT_BEARER_GRANT),
-            ("assertion", assertion.expose()),
-        ];
+    pub async fn exchange(&self, assertion: &Secret, scope: Option<&str>) -> Result<Granted, TokenError> {
+        let mut form = vec![("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.expose())];
         if let Some(scope) = scope {
             form.push(("scope", scope));
         }
@@ -116,15 +109,9 @@ impl TokenClient {
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, TokenError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| TokenError::Unreachable(describe(&e)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| TokenError::Unreachable(describe(&e)))? {
         if body.len() + chunk.len() > MAX_RESPONSE {
-            return Err(TokenError::BadResponse(format!(
-                "answer larger than {MAX_RESPONSE} bytes"
-            )));
+            return Err(TokenError::BadResponse(format!("answer larger than {MAX_RESPONSE} bytes")));
         }
         body.extend_from_slice(&chunk);
     }
@@ -132,9 +119,8 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, TokenE
 }
 
 fn parse_granted(body: &[u8]) -> Result<Granted, TokenError> {
-    let raw: RawGranted = serde_json::from_slice(body).map_err(|e| {
-        TokenError::BadResponse(format!("not a token response: {}", e.classify_name()))
-    })?;
+    let raw: RawGranted = serde_json::from_slice(body)
+        .map_err(|e| TokenError::BadResponse(format!("not a token response: {}", e.classify_name())))?;
     if raw.access_token.is_empty() {
         return Err(TokenError::BadResponse("empty access_token".into()));
     }
@@ -159,11 +145,7 @@ fn parse_granted(body: &[u8]) -> Result<Granted, TokenError> {
 /// Keeps an IdP's error text short and printable, and never lets it echo the assertion.
 fn clean(text: &str, assertion: &Secret) -> String {
     let text = text.replace(assertion.expose(), "<assertion>");
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_DESCRIPTION)
-        .collect();
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX_DESCRIPTION).collect();
     if text.chars().count() > MAX_DESCRIPTION {
         out.push('…');
     }
@@ -206,24 +188,12 @@ mod tests {
     #[test]
     fn salesforce_and_okta_answers_parse() {
         let sf = br#"{"access_token":"00D!AQ","instance_url":"https://x.my.salesforce.com","id":"https://login/id/00D/005","token_type":"Bearer","issued_at":"1","signature":"s"}"#;
-        let Ok(g) = parse_granted(sf) else {
-            panic!("not granted")
-        };
+        let Ok(g) = parse_granted(sf) else { panic!("not granted") };
         assert_eq!(g.expires_in, None);
-        assert_eq!(
-            g.instance_url.as_deref(),
-            Some("https://x.my.salesforce.com")
-        );
-        let okta =
-            br#"{"access_token":"eyJ","token_type":"Bearer","expires_in":"3600","scope":"api"}"#;
-        assert_eq!(
-            parse_granted(okta).map(|g| g.expires_in).unwrap_or(None),
-            Some(3600)
-        );
-        assert!(matches!(
-            parse_granted(b"<html>"),
-            Err(TokenError::BadResponse(_))
-        ));
+        assert_eq!(g.instance_url.as_deref(), Some("https://x.my.salesforce.com"));
+        let okta = br#"{"access_token":"eyJ","token_type":"Bearer","expires_in":"3600","scope":"api"}"#;
+        assert_eq!(parse_granted(okta).map(|g| g.expires_in).unwrap_or(None), Some(3600));
+        assert!(matches!(parse_granted(b"<html>"), Err(TokenError::BadResponse(_))));
     }
 
     #[test]

@@ -39,11 +39,7 @@ pub struct Token {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("token endpoint refused the assertion: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Rejected {
-        status: u16,
-        error: String,
-        description: Option<String>,
-    },
+    Rejected { status: u16, error: String, description: Option<String> },
     #[error("token endpoint unreachable: {0}")]
     Unreachable(String),
     #[error("token endpoint answered HTTP {0}")]

@@ -25,24 +25,16 @@ impl Provider {
     /// Signs a fresh assertion for `subject` and exchanges it.
     pub async fn fetch(&self, subject: &str, clock: &Clock) -> Result<Token, TokenError> {
         let assertion = self.signer.sign(subject)?;
-        let granted = self
-            .client
-            .exchange(&assertion, self.scope.as_deref())
-            .await?;
+        let granted = self.client.exchange(&assertion, self.scope.as_deref()).await?;
         let received = clock.now();
-        let lifetime = granted
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(self.session_lifetime);
+        let lifetime = granted.expires_in.map(Duration::from_secs).unwrap_or(self.session_lifetime);
         let instance_url = match granted.instance_url.as_deref() {
             None | Some("") => None,
             Some(u) => Some(
                 url::Url::parse(u)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
-                    .ok_or_else(|| {
-                        TokenError::BadResponse("instance_url is not an http(s) URL".into())
-                    })?,
+                    .ok_or_else(|| TokenError::BadResponse("instance_url is not an http(s) URL".into()))?,
             ),
         };
         Ok(Token {

@@ -55,9 +55,7 @@ struct Inner {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("MemoryStore").field("stats", &self.stats()).finish()
     }
 }
 
@@ -65,9 +63,7 @@ impl MemoryStore {
     pub fn new(max_tokens: u64, clock: Clock) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
-                tokens: moka::sync::Cache::builder()
-                    .max_capacity(max_tokens)
-                    .build(),
+                tokens: moka::sync::Cache::builder().max_capacity(max_tokens).build(),
                 inflight: Mutex::new(HashMap::new()),
                 clock,
                 started: AtomicU64::new(0),
@@ -99,12 +95,8 @@ impl MemoryStore {
             lock(&inner.inflight).remove(&owned_key);
             result
         });
-        let shared = async move {
-            task.await
-                .unwrap_or_else(|e| Err(TokenError::Internal(e.to_string())))
-        }
-        .boxed()
-        .shared();
+        let shared =
+            async move { task.await.unwrap_or_else(|e| Err(TokenError::Internal(e.to_string()))) }.boxed().shared();
         inflight.insert(key.clone(), shared.clone());
         shared
     }
@@ -141,11 +133,7 @@ impl TokenStore for MemoryStore {
             let mut inflight = lock(&self.inner.inflight);
             // An exchange may have finished between the look-up above and taking the lock.
             match self.inner.tokens.get(key) {
-                Some(token)
-                    if now < token.expires_at
-                        && !inflight.contains_key(key)
-                        && now < token.refresh_at =>
-                {
+                Some(token) if now < token.expires_at && !inflight.contains_key(key) && now < token.refresh_at => {
                     return futures_util::future::ready(Ok(token)).boxed();
                 }
                 _ => self.join_or_start(&mut inflight, key, fetch),
@@ -160,12 +148,7 @@ impl TokenStore for MemoryStore {
     }
 
     fn invalidate(&self, key: &TokenKey, token: &Arc<Token>) {
-        if self
-            .inner
-            .tokens
-            .get(key)
-            .is_some_and(|current| Arc::ptr_eq(&current, token))
-        {
+        if self.inner.tokens.get(key).is_some_and(|current| Arc::ptr_eq(&current, token)) {
             self.inner.tokens.invalidate(key);
         }
     }
@@ -200,11 +183,7 @@ mod tests {
     }
 
     fn key() -> TokenKey {
-        TokenKey {
-            provider: "p".into(),
-            subject: "alice@example.com".into(),
-            scope: None,
-        }
+        TokenKey { provider: "p".into(), subject: "alice@example.com".into(), scope: None }
     }
 
     #[tokio::test]
@@ -232,11 +211,7 @@ mod tests {
         let _ = release.send(true);
         let results = all.await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(
-            results
-                .iter()
-                .all(|r| r.as_ref().err() == Some(&TokenError::Status(503)))
-        );
+        assert!(results.iter().all(|r| r.as_ref().err() == Some(&TokenError::Status(503))));
         assert_eq!(store.stats().exchanges_in_flight, 0);
     }
 
@@ -255,29 +230,17 @@ mod tests {
                 .boxed()
             })
         };
-        let first = store
-            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
-            .await
-            .expect("first");
+        let first = store.get_or_fetch(&k, fetcher(clock.clone(), n.clone())).await.expect("first");
         assert_eq!(first.access_token.expose(), "tok-0");
-        let hit = store
-            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
-            .await
-            .expect("hit");
+        let hit = store.get_or_fetch(&k, fetcher(clock.clone(), n.clone())).await.expect("hit");
         assert!(Arc::ptr_eq(&first, &hit));
         clock.advance(Duration::from_secs(90));
         // Past the refresh point: the old token is served at once, a renewal starts.
-        let served = store
-            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
-            .await
-            .expect("served");
+        let served = store.get_or_fetch(&k, fetcher(clock.clone(), n.clone())).await.expect("served");
         assert!(Arc::ptr_eq(&first, &served));
         clock.advance(Duration::from_secs(200));
         // Past expiry of both: the request waits for a new one.
-        let fresh = store
-            .get_or_fetch(&k, fetcher(clock.clone(), n.clone()))
-            .await
-            .expect("fresh");
+        let fresh = store.get_or_fetch(&k, fetcher(clock.clone(), n.clone())).await.expect("fresh");
         assert_ne!(fresh.access_token.expose(), "tok-0");
         assert!(n.load(Ordering::SeqCst) >= 2);
     }

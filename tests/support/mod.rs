@@ -146,13 +146,11 @@ impl Harness {
         let tls = setup.tls_upstream.then(|| {
             let pki = test_pki();
             std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).expect("ca");
-            oauth_egress::server::tls_acceptor(pki.leaf_pem.as_bytes(), pki.leaf_key_pem.as_bytes())
-                .expect("acceptor")
+            oauth_egress::server::tls_acceptor(pki.leaf_pem.as_bytes(), pki.leaf_key_pem.as_bytes()).expect("acceptor")
         });
-        let upstream =
-            LoopbackUpstream::start_with(sessions.clone(), setup.upstream_session_element, tls)
-                .await
-                .expect("upstream");
+        let upstream = LoopbackUpstream::start_with(sessions.clone(), setup.upstream_session_element, tls)
+            .await
+            .expect("upstream");
         let idp = LoopbackIdp::start(
             IdpOptions {
                 client_id: CLIENT_ID.into(),
@@ -165,10 +163,7 @@ impl Harness {
         )
         .await
         .expect("idp");
-        let peers = Peers {
-            token_url: idp.token_url(),
-            upstream: upstream.url(),
-        };
+        let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
         let path = dir.path().join("oauth-egress.toml");
         let mut text = (setup.config)(&peers);
         if setup.trust_test_ca {
@@ -188,17 +183,7 @@ impl Harness {
             Some(bound_tx),
         ));
         let proxy = bound_rx.await.expect("bound");
-        Harness {
-            proxy,
-            idp,
-            upstream,
-            sessions,
-            app,
-            clock,
-            http: reqwest::Client::new(),
-            dir,
-            _stop: stop,
-        }
+        Harness { proxy, idp, upstream, sessions, app, clock, http: reqwest::Client::new(), dir, _stop: stop }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -207,27 +192,11 @@ impl Harness {
 
     /// POSTs a SOAP 1.1 envelope to the partner route.
     pub async fn soap11(&self, envelope: &str) -> Answer {
-        self.post(
-            "/services/Soap/u/58.0",
-            "text/xml; charset=utf-8",
-            envelope,
-            &[],
-        )
-        .await
+        self.post("/services/Soap/u/58.0", "text/xml; charset=utf-8", envelope, &[]).await
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        headers: &[(&str, &str)],
-    ) -> Answer {
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body.to_owned());
+    pub async fn post(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.http.post(self.url(path)).header("content-type", content_type).body(body.to_owned());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -246,11 +215,7 @@ impl Harness {
 pub fn copy_wsdls(to: &Path) {
     std::fs::create_dir_all(to.join("wsdl")).expect("mkdir");
     for name in ["salesforce-partner-v58.wsdl", "interhome.wsdl"] {
-        std::fs::copy(
-            manifest_dir().join("wsdl").join(name),
-            to.join("wsdl").join(name),
-        )
-        .expect("copy wsdl");
+        std::fs::copy(manifest_dir().join("wsdl").join(name), to.join("wsdl").join(name)).expect("copy wsdl");
     }
 }
 
@@ -267,18 +232,11 @@ impl Answer {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.text().await.expect("body");
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer { status, headers, body }
     }
 
     pub fn content_type(&self) -> &str {
-        self.headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -296,10 +254,7 @@ pub fn query(requester: &str) -> String {
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -315,18 +270,11 @@ pub fn test_pki() -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "oauth-egress test CA");
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    ca_params.distinguished_name.push(DnType::CommonName, "oauth-egress test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params");
+    let leaf_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("leaf params");
     let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
-    TestPki {
-        ca_pem: ca.pem(),
-        leaf_pem: leaf.pem(),
-        leaf_key_pem: leaf_key.serialize_pem(),
-    }
+    TestPki { ca_pem: ca.pem(), leaf_pem: leaf.pem(), leaf_key_pem: leaf_key.serialize_pem() }
 }

@@ -1,0 +1,460 @@
+//! Checks a request body against the compiled schema as its events stream by: one frame per open
+//! element (its type, the children seen so far by declaration, its text if simple), and the
+//! content model matched when the element closes. Nothing is kept of an element once it closes.
+//!
+//! Content models are matched greedily, which is exact for schemas that obey XSD's Unique
+//! Particle Attribution rule (every schema that validators accept does).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::QName;
+use super::schema::{Content, ElemId, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS};
+
+/// How strictly a route checks bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Everything the schema says.
+    #[default]
+    Strict,
+    /// As strict, but elements and attributes the schema does not know are passed over.
+    Lax,
+    /// No schema check (the envelope's shape and the operation are still checked).
+    Off,
+}
+
+/// A broken rule and where: `Body/create/sObjects[2]/Name: exceeds maxLength 255`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: String,
+    pub rule: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+/// One attribute of a start tag, namespace resolved.
+pub struct Attr<'a> {
+    pub ns: &'a str,
+    pub local: &'a str,
+    pub value: Cow<'a, str>,
+}
+
+/// What an element's children are recorded as, for matching its content model.
+#[derive(Clone, Copy, Debug)]
+enum Child {
+    Elem(ElemId),
+    /// Matched a wildcard; the index of its namespace in `Validator::namespaces`.
+    Wild(u32),
+}
+
+enum Frame {
+    Check {
+        ty: TypeId,
+        nil: bool,
+        path_len: usize,
+        children: Vec<Child>,
+        /// Repeats seen of each repeatable child, for the `[n]` in paths.
+        counts: Vec<(ElemId, u32)>,
+        text: String,
+    },
+    /// Content nobody checks: `anyType`, skipped wildcards, unknown elements in lax mode.
+    Skip { path_len: usize },
+}
+
+pub struct Validator<'s> {
+    schema: &'s Schema,
+    mode: Mode,
+    frames: Vec<Frame>,
+    path: String,
+    namespaces: Vec<String>,
+    root: Root,
+}
+
+/// What the operation element is checked as.
+#[derive(Clone, Copy, Debug)]
+pub enum Root {
+    Element(ElemId),
+    Type(TypeId),
+    Unchecked,
+}
+
+type Resolve<'r> = &'r dyn Fn(&str) -> Option<QName>;
+
+impl<'s> Validator<'s> {
+    /// A validator for one operation element; `path` is where it sits (`Body`).
+    pub fn new(schema: &'s Schema, mode: Mode, root: Root, path: &str) -> Self {
+        Validator { schema, mode, frames: Vec::with_capacity(16), path: path.to_owned(), namespaces: Vec::new(), root }
+    }
+
+    fn violation(&self, rule: impl Into<String>) -> Violation {
+        Violation { path: self.path.clone(), rule: rule.into() }
+    }
+
+    /// An element starts. `resolve` turns a QName value (`xsi:type`) into a name.
+    pub fn start(&mut self, name: QName, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
+        let path_len = self.path.len();
+        let (decl_ty, nillable, segment) = match self.frames.last_mut() {
+            None => match self.root {
+                Root::Element(id) => {
+                    (self.schema.elements[id].ty, self.schema.elements[id].nillable, name.local.clone())
+                }
+                Root::Type(ty) => (ty, false, name.local.clone()),
+                Root::Unchecked => return self.skip(&name.local),
+            },
+            Some(Frame::Skip { .. }) => return self.skip(&name.local),
+            Some(Frame::Check { ty, nil, children, counts, .. }) => {
+                if *nil {
+                    let rule = format!("element '{}' is not allowed in a nil element", name.local);
+                    return Err(self.violation(rule));
+                }
+                let (ty, schema, mode) = (*ty, self.schema, self.mode);
+                let not_allowed = |why: String| -> Option<String> { (mode == Mode::Strict).then_some(why) };
+                let found = match &schema.types[ty] {
+                    Type::Complex(ct) => match &ct.content {
+                        Content::Any => None,
+                        Content::Elements { .. } => match ct.children.get(&name) {
+                            Some(&(id, repeatable)) => {
+                                children.push(Child::Elem(id));
+                                let decl = &schema.elements[id];
+                                let segment = if repeatable {
+                                    let n = match counts.iter_mut().find(|(e, _)| schema.elements[*e].name == decl.name)
+                                    {
+                                        Some((_, n)) => {
+                                            *n += 1;
+                                            *n
+                                        }
+                                        None => {
+                                            counts.push((id, 1));
+                                            1
+                                        }
+                                    };
+                                    format!("{}[{n}]", name.local)
+                                } else {
+                                    name.local.clone()
+                                };
+                                Some(Ok((decl.ty, decl.nillable, segment)))
+                            }
+                            None => match ct.wildcards.iter().find(|w| w.allows(&name.ns)) {
+                                Some(w) => {
+                                    let ns = intern(&mut self.namespaces, &name.ns);
+                                    children.push(Child::Wild(ns));
+                                    match (w.process, schema.element(&name)) {
+                                        (Process::Skip, _) | (Process::Lax, None) => None,
+                                        (_, Some(id)) => {
+                                            let d = &schema.elements[id];
+                                            Some(Ok((d.ty, d.nillable, name.local.clone())))
+                                        }
+                                        (Process::Strict, None) => Some(Err(format!(
+                                            "element '{}' matches a strict wildcard but no schema declares it",
+                                            name.local
+                                        ))),
+                                    }
+                                }
+                                None => not_allowed(format!("unexpected element '{}'", name.local)).map(Err),
+                            },
+                        },
+                        Content::Empty | Content::Text(_) => not_allowed(format!(
+                            "element '{}' is not allowed: {} has no child elements",
+                            name.local,
+                            schema.type_name(ty)
+                        ))
+                        .map(Err),
+                    },
+                    Type::Simple(_) | Type::Pending => {
+                        not_allowed(format!("element '{}' is not allowed in a simple value", name.local)).map(Err)
+                    }
+                };
+                match found {
+                    None => return self.skip(&name.local),
+                    Some(Err(rule)) => return Err(self.violation(rule)),
+                    Some(Ok(t)) => t,
+                }
+            }
+        };
+        self.path.push('/');
+        self.path.push_str(&segment);
+        let mut ty = decl_ty;
+        let mut nil = false;
+        for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
+            match a.local {
+                "type" => {
+                    let named = resolve(a.value.trim()).and_then(|q| self.schema.named_type(&q)).ok_or_else(|| {
+                        self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
+                    })?;
+                    if !self.schema.derives_from(named, decl_ty) {
+                        let rule = format!(
+                            "xsi:type '{}' is not derived from the declared type {}",
+                            a.value,
+                            self.schema.type_name(decl_ty)
+                        );
+                        return Err(self.violation(rule));
+                    }
+                    ty = named;
+                }
+                "nil" if matches!(a.value.trim(), "true" | "1") => {
+                    if !nillable {
+                        return Err(self.violation("is not nillable but has xsi:nil=\"true\""));
+                    }
+                    nil = true;
+                }
+                _ => {}
+            }
+        }
+        self.check_attributes(ty, attrs)?;
+        self.frames.push(Frame::Check {
+            ty,
+            nil,
+            path_len,
+            children: Vec::new(),
+            counts: Vec::new(),
+            text: String::new(),
+        });
+        Ok(())
+    }
+
+    fn skip(&mut self, local: &str) -> Result<(), Violation> {
+        let path_len = self.path.len();
+        self.path.push('/');
+        self.path.push_str(local);
+        self.frames.push(Frame::Skip { path_len });
+        Ok(())
+    }
+
+    fn check_attributes(&self, ty: TypeId, attrs: &[Attr<'_>]) -> Result<(), Violation> {
+        let schema = self.schema;
+        let (decls, any_attribute) = match &schema.types[ty] {
+            Type::Complex(ct) => (ct.attributes.as_slice(), ct.any_attribute),
+            _ => (&[][..], false),
+        };
+        for a in attrs.iter().filter(|a| a.ns != XSI_NS && a.ns != XML_NS) {
+            match decls.iter().find(|d| d.name.ns == a.ns && d.name.local == a.local) {
+                Some(d) => {
+                    schema
+                        .check_simple(d.ty, &a.value)
+                        .map_err(|rule| self.violation(format!("attribute '{}': {rule}", a.local)))?;
+                }
+                None if any_attribute || self.mode != Mode::Strict => {}
+                None => return Err(self.violation(format!("attribute '{}' is not allowed", a.local))),
+            }
+        }
+        for d in decls.iter().filter(|d| d.required) {
+            if !attrs.iter().any(|a| a.ns == d.name.ns && a.local == d.name.local) {
+                return Err(self.violation(format!("missing required attribute '{}'", d.name.local)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Text inside the current element.
+    pub fn text(&mut self, text: &str) -> Result<(), Violation> {
+        let schema = self.schema;
+        let problem = match self.frames.last_mut() {
+            Some(Frame::Check { ty, nil, text: buf, .. }) => {
+                let blank = text.trim().is_empty();
+                match &schema.types[*ty] {
+                    _ if *nil => (!blank).then_some("a nil element must be empty"),
+                    Type::Simple(_) | Type::Complex(super::schema::ComplexType { content: Content::Text(_), .. }) => {
+                        buf.push_str(text);
+                        None
+                    }
+                    Type::Complex(ct) => match &ct.content {
+                        Content::Elements { mixed: false, .. } if !blank => {
+                            Some("text is not allowed among child elements")
+                        }
+                        Content::Empty if !blank => Some("text is not allowed: the element must be empty"),
+                        _ => None,
+                    },
+                    Type::Pending => None,
+                }
+            }
+            _ => None,
+        };
+        match problem {
+            Some(rule) => Err(self.violation(rule)),
+            None => Ok(()),
+        }
+    }
+
+    /// The current element ends: its text or children are checked.
+    pub fn end(&mut self) -> Result<(), Violation> {
+        let Some(frame) = self.frames.pop() else { return Ok(()) };
+        let (result, path_len) = match frame {
+            Frame::Skip { path_len } => (Ok(()), path_len),
+            Frame::Check { ty, nil, path_len, children, text, .. } => {
+                let result = if nil { Ok(()) } else { self.check_content(ty, &children, &text) };
+                (result, path_len)
+            }
+        };
+        if let Err(rule) = result {
+            return Err(self.violation(rule));
+        }
+        self.path.truncate(path_len);
+        Ok(())
+    }
+
+    fn check_content(&self, ty: TypeId, children: &[Child], text: &str) -> Result<(), String> {
+        match &self.schema.types[ty] {
+            Type::Simple(_) => self.schema.check_simple(ty, text),
+            Type::Complex(ct) => match &ct.content {
+                Content::Text(t) => self.schema.check_simple(*t, text),
+                Content::Elements { particle, .. } => {
+                    let m = Matcher { schema: self.schema, children, namespaces: &self.namespaces };
+                    let end = m.particle(particle, 0)?;
+                    match children.get(end) {
+                        None => Ok(()),
+                        Some(c) => Err(format!("unexpected element {}", m.describe(*c))),
+                    }
+                }
+                Content::Empty | Content::Any => Ok(()),
+            },
+            Type::Pending => Ok(()),
+        }
+    }
+}
+
+fn intern(table: &mut Vec<String>, ns: &str) -> u32 {
+    match table.iter().position(|n| n == ns) {
+        Some(i) => i as u32,
+        None => {
+            table.push(ns.to_owned());
+            (table.len() - 1) as u32
+        }
+    }
+}
+
+/// Greedy content-model matching over the recorded children of one element.
+struct Matcher<'m> {
+    schema: &'m Schema,
+    children: &'m [Child],
+    namespaces: &'m [String],
+}
+
+impl Matcher<'_> {
+    fn describe(&self, c: Child) -> String {
+        match c {
+            Child::Elem(id) => format!("'{}'", self.schema.elements[id].name.local),
+            Child::Wild(ns) => format!("from namespace '{}'", self.namespaces[ns as usize]),
+        }
+    }
+
+    fn particle(&self, p: &Particle, mut pos: usize) -> Result<usize, String> {
+        let mut count = 0u32;
+        while count < p.max && pos < self.children.len() && self.starts(&p.term, pos) {
+            let next = self.term(&p.term, pos)?;
+            if next == pos {
+                break;
+            }
+            pos = next;
+            count += 1;
+        }
+        if count < p.min && !self.emptiable_term(&p.term) {
+            return Err(match (&p.term, count) {
+                (Term::Element(id), 0) => format!("missing required element {}", self.schema.elements[*id].name.local),
+                (Term::Element(id), n) => {
+                    format!(
+                        "element {} occurs {n} times, at least {} required",
+                        self.schema.elements[*id].name.local, p.min
+                    )
+                }
+                (t, _) => format!("missing required element {}", self.first_required(t)),
+            });
+        }
+        Ok(pos)
+    }
+
+    fn term(&self, t: &Term, pos: usize) -> Result<usize, String> {
+        match t {
+            Term::Element(_) | Term::Any(_) => Ok(pos + 1),
+            Term::Sequence(ps) => ps.iter().try_fold(pos, |at, p| self.particle(p, at)),
+            Term::Choice(ps) => {
+                if pos < self.children.len()
+                    && let Some(p) = ps.iter().find(|p| p.max > 0 && self.starts(&p.term, pos))
+                {
+                    return self.particle(p, pos);
+                }
+                if ps.iter().any(|p| p.min == 0 || self.emptiable_term(&p.term)) {
+                    Ok(pos)
+                } else {
+                    Err(format!("missing required element {}", self.first_required(t)))
+                }
+            }
+            Term::All(ps) => {
+                let mut seen = vec![false; ps.len()];
+                let mut pos = pos;
+                while pos < self.children.len() {
+                    match ps.iter().enumerate().find(|(i, p)| !seen[*i] && self.starts(&p.term, pos)) {
+                        Some((i, p)) => {
+                            pos = self.particle(p, pos)?;
+                            seen[i] = true;
+                        }
+                        None => break,
+                    }
+                }
+                for (i, p) in ps.iter().enumerate() {
+                    if !seen[i] && p.min > 0 && !self.emptiable_term(&p.term) {
+                        return Err(format!("missing required element {}", self.first_required(&p.term)));
+                    }
+                }
+                Ok(pos)
+            }
+        }
+    }
+
+    /// Whether the child at `pos` can begin `t`.
+    fn starts(&self, t: &Term, pos: usize) -> bool {
+        let Some(child) = self.children.get(pos) else { return false };
+        match t {
+            Term::Element(id) => match child {
+                Child::Elem(c) => *c == *id || self.schema.elements[*c].name == self.schema.elements[*id].name,
+                Child::Wild(_) => false,
+            },
+            Term::Any(w) => match child {
+                Child::Elem(c) => w.allows(&self.schema.elements[*c].name.ns),
+                Child::Wild(ns) => w.allows(&self.namespaces[*ns as usize]),
+            },
+            Term::Sequence(ps) => {
+                for p in ps {
+                    if p.max > 0 && self.starts(&p.term, pos) {
+                        return true;
+                    }
+                    if !(p.min == 0 || self.emptiable_term(&p.term)) {
+                        return false;
+                    }
+                }
+                false
+            }
+            Term::Choice(ps) | Term::All(ps) => ps.iter().any(|p| p.max > 0 && self.starts(&p.term, pos)),
+        }
+    }
+
+    fn emptiable_term(&self, t: &Term) -> bool {
+        match t {
+            Term::Element(_) | Term::Any(_) => false,
+            Term::Sequence(ps) | Term::All(ps) => ps.iter().all(|p| p.min == 0 || self.emptiable_term(&p.term)),
+            Term::Choice(ps) => ps.iter().any(|p| p.min == 0 || self.emptiable_term(&p.term)),
+        }
+    }
+
+    /// The name of the first element `t` requires, for "missing required element" messages.
+    fn first_required(&self, t: &Term) -> String {
+        match t {
+            Term::Element(id) => self.schema.elements[*id].name.local.clone(),
+            Term::Any(_) => "(any element)".to_owned(),
+            Term::Sequence(ps) => ps
+                .iter()
+                .find(|p| p.min > 0 && !self.emptiable_term(&p.term))
+                .map(|p| self.first_required(&p.term))
+                .unwrap_or_default(),
+            Term::Choice(ps) => {
+                let names: Vec<String> = ps.iter().map(|p| self.first_required(&p.term)).collect();
+                format!("(one of: {})", names.join(", "))
+            }
+            Term::All(ps) => ps.iter().find(|p| p.min > 0).map(|p| self.first_required(&p.term)).unwrap_or_default(),
+        }
+    }
+}
