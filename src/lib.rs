@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod loopback;
+pub mod offline;
 pub mod proxy;
 pub mod secret;
 pub mod server;

@@ -34,6 +34,28 @@ enum Command {
     },
     /// Run the whole pipeline on loopback with a local token endpoint and upstream, and show it.
     Demo,
+    /// Compile a WSDL and list its services, ports and operations (SOAPAction, input element).
+    Wsdl { file: PathBuf },
+    /// Check one SOAP envelope (a file, or standard input) as a route with this WSDL would, and
+    /// print the fault the proxy would answer with, or `valid: <operation>`.
+    Validate {
+        #[arg(long)]
+        wsdl: PathBuf,
+        /// The envelope; standard input when absent.
+        envelope: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "strict")]
+        validation: ValidationArg,
+        /// The request's SOAPAction (SOAP 1.1) or action parameter (SOAP 1.2).
+        #[arg(long)]
+        soap_action: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ValidationArg {
+    Strict,
+    Lax,
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +103,56 @@ fn main() -> ExitCode {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("oauth-egress: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Wsdl { file } => match oauth_egress::offline::load(&file) {
+                Ok(wsdl) => {
+                    print!("{}", oauth_egress::offline::describe(&wsdl));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            },
+            Command::Validate { wsdl, envelope, validation, soap_action } => {
+                let wsdl = match oauth_egress::offline::load(&wsdl) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                };
+                let body = match &envelope {
+                    Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+                    None => {
+                        let mut buf = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                            .map(|_| buf)
+                            .map_err(|e| format!("stdin: {e}"))
+                    }
+                };
+                let body = match body {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("oauth-egress: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let mode = match validation {
+                    ValidationArg::Strict => oauth_egress::soap::validate::Mode::Strict,
+                    ValidationArg::Lax => oauth_egress::soap::validate::Mode::Lax,
+                    ValidationArg::Off => oauth_egress::soap::validate::Mode::Off,
+                };
+                match oauth_egress::offline::validate(&wsdl, &body, mode, soap_action.as_deref(), &Default::default()) {
+                    oauth_egress::offline::Verdict::Valid(op) => {
+                        println!("valid: {op}");
+                        ExitCode::SUCCESS
+                    }
+                    oauth_egress::offline::Verdict::Fault(fault) => {
+                        println!("{fault}");
                         ExitCode::FAILURE
                     }
                 }

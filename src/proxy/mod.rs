@@ -169,6 +169,7 @@ impl App {
                     ProxyError::Envelope(e)
                 })?;
                 ctx.soap = Some(scan.version);
+                let slot = scan.slot.as_ref().map_err(|e| ProxyError::Envelope(e.clone()))?;
                 let requester_text = match requester {
                     Requester::Element(path) => scan.requester.clone().ok_or_else(|| {
                         ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
@@ -182,7 +183,7 @@ impl App {
                 let subject = self.config.subjects.subject_for(&requester_text)?;
                 ctx.subject = Some(subject.clone());
                 let token = self.get_token(provider, subject).await?;
-                let rewritten = Bytes::from(envelope::rewrite(&body, &scan, session, token.access_token.expose()));
+                let rewritten = Bytes::from(envelope::rewrite(&body, slot, session, token.access_token.expose()));
                 let headers = forward::request_headers(&parts.headers, strip);
                 let url = self.upstream_url(route, &token, &parts.uri)?;
                 forward::send(&self.upstream, parts.method, url, headers, rewritten, self.config.upstream_timeout)

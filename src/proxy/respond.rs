@@ -9,6 +9,7 @@ use super::ProxyBody;
 use super::error::{ProxyError, UpstreamError};
 use crate::identity::MappingError;
 use crate::soap::SoapVersion;
+use crate::soap::envelope::EnvelopeError;
 use crate::soap::fault::{self, FaultSide};
 use crate::token::TokenError;
 
@@ -25,6 +26,9 @@ pub fn classify(err: &ProxyError) -> Classified {
         ProxyError::NoRoute(_) => (StatusCode::NOT_FOUND, Caller, "no_route"),
         ProxyError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Caller, "body_too_large"),
         ProxyError::BodyRead(_) => (StatusCode::BAD_REQUEST, Caller, "body_unreadable"),
+        ProxyError::Envelope(e @ EnvelopeError::MustUnderstand(_)) => {
+            (StatusCode::BAD_REQUEST, FaultSide::MustUnderstand, e.code())
+        }
         ProxyError::Envelope(e) => (StatusCode::BAD_REQUEST, Caller, e.code()),
         ProxyError::MissingRequester(_) => (StatusCode::BAD_REQUEST, Caller, "missing_requester"),
         ProxyError::Mapping(MappingError::Unmapped(_)) => (StatusCode::FORBIDDEN, Caller, "unmapped_subject"),

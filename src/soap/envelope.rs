@@ -66,7 +66,8 @@ pub struct Scan {
     /// Index into `Wsdl::operations`.
     pub operation: usize,
     pub requester: Option<String>,
-    pub slot: Slot,
+    /// Where the token goes, or why it cannot go anywhere.
+    pub slot: Result<Slot, EnvelopeError>,
 }
 
 /// Where the session token is written.
@@ -82,7 +83,7 @@ pub enum Slot {
     Insert { at: usize, depth: usize, namespace: Option<String>, env_prefix: Option<String> },
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("request body is not well-formed XML near byte {at}: {reason}")]
     Malformed { at: u64, reason: String },
@@ -480,8 +481,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     }
     let operation = operation.ok_or(EnvelopeError::EmptyBody)?;
     let slot = match slot {
-        Some(slot) => slot,
-        None => insertion(plan.session, session_prefix, header_end, body_start, env_prefix, wsdl)?,
+        Some(slot) => Ok(slot),
+        None => insertion(plan.session, session_prefix, header_end, body_start, env_prefix, wsdl),
     };
     Ok(Scan { version, operation, requester, slot })
 }
@@ -681,10 +682,10 @@ fn insertion(
 }
 
 /// Writes the envelope to forward: `body` with the token in the slot, every other byte unchanged.
-pub fn rewrite(body: &[u8], scan: &Scan, session: &[String], token: &str) -> Vec<u8> {
+pub fn rewrite(body: &[u8], slot: &Slot, session: &[String], token: &str) -> Vec<u8> {
     let token = escape_text(token);
     let mut out = Vec::with_capacity(body.len() + token.len() + 128);
-    match &scan.slot {
+    match slot {
         Slot::Content(range) => {
             out.extend_from_slice(&body[..range.start]);
             out.extend_from_slice(token.as_bytes());
@@ -766,7 +767,8 @@ mod tests {
         let plan =
             Plan { requester: req.as_deref(), session: &session, mode: Mode::Off, limits: &limits, action: None };
         let scan = scan(body.as_bytes(), &plan, wsdl)?;
-        let out = String::from_utf8(rewrite(body.as_bytes(), &scan, &session, "T&K")).expect("utf8");
+        let slot = scan.slot.as_ref().map_err(Clone::clone)?;
+        let out = String::from_utf8(rewrite(body.as_bytes(), slot, &session, "T&K")).expect("utf8");
         Ok((scan, out))
     }
 

@@ -6,6 +6,8 @@ use super::{SoapVersion, escape_text};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultSide {
     Caller,
+    /// A header block marked `mustUnderstand` that is not understood: its own fault code.
+    MustUnderstand,
     Server,
 }
 
@@ -18,6 +20,7 @@ pub fn fault_body(version: SoapVersion, side: FaultSide, code: &str, reason: &st
         SoapVersion::V11 => {
             let faultcode = match side {
                 FaultSide::Caller => "soapenv:Client",
+                FaultSide::MustUnderstand => "soapenv:MustUnderstand",
                 FaultSide::Server => "soapenv:Server",
             };
             format!(
@@ -35,6 +38,7 @@ pub fn fault_body(version: SoapVersion, side: FaultSide, code: &str, reason: &st
         SoapVersion::V12 => {
             let value = match side {
                 FaultSide::Caller => "env:Sender",
+                FaultSide::MustUnderstand => "env:MustUnderstand",
                 FaultSide::Server => "env:Receiver",
             };
             format!(
@@ -59,7 +63,7 @@ pub fn fault_status(version: SoapVersion, side: FaultSide) -> u16 {
     match (version, side) {
         (SoapVersion::V11, _) => 500,
         (SoapVersion::V12, FaultSide::Caller) => 400,
-        (SoapVersion::V12, FaultSide::Server) => 500,
+        (SoapVersion::V12, FaultSide::Server | FaultSide::MustUnderstand) => 500,
     }
 }
 

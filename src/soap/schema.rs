@@ -252,7 +252,7 @@ impl Schema {
     }
 }
 
-/// The id of a built-in type named `name`: pre-allocated right after `ANY_SIMPLE`.
+/// The id of a built-in type named `name`: pre-allocated in `BUILTIN_NAMES` order from `ANY_SIMPLE` on.
 fn builtin_id(name: &QName) -> Option<TypeId> {
     if name.ns != XSD_NS && name.ns != SOAP_ENC_NS {
         return None;
@@ -261,7 +261,7 @@ fn builtin_id(name: &QName) -> Option<TypeId> {
         "anyType" => Some(ANY_TYPE),
         // SOAP-encoding's compound types: their encoded content is not checked.
         "Array" | "Struct" if name.ns == SOAP_ENC_NS => Some(ANY_TYPE),
-        local => BUILTIN_NAMES.iter().position(|n| *n == local).map(|i| i + 2),
+        local => BUILTIN_NAMES.iter().position(|n| *n == local).map(|i| i + ANY_SIMPLE),
     }
 }
 

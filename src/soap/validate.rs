@@ -18,7 +18,8 @@ pub enum Mode {
     /// Everything the schema says.
     #[default]
     Strict,
-    /// As strict, but elements and attributes the schema does not know are passed over.
+    /// As strict, but elements and attributes the schema does not know are passed over, and a
+    /// nillable element may be left out (Salesforce accepts that; many of its clients do it).
     Lax,
     /// No schema check (the envelope's shape and the operation are still checked).
     Off,
@@ -303,7 +304,12 @@ impl<'s> Validator<'s> {
             Type::Complex(ct) => match &ct.content {
                 Content::Text(t) => self.schema.check_simple(*t, text),
                 Content::Elements { particle, .. } => {
-                    let m = Matcher { schema: self.schema, children, namespaces: &self.namespaces };
+                    let m = Matcher {
+                        schema: self.schema,
+                        children,
+                        namespaces: &self.namespaces,
+                        lax: self.mode == Mode::Lax,
+                    };
                     let end = m.particle(particle, 0)?;
                     match children.get(end) {
                         None => Ok(()),
@@ -332,6 +338,8 @@ struct Matcher<'m> {
     schema: &'m Schema,
     children: &'m [Child],
     namespaces: &'m [String],
+    /// Lax: a nillable element may be left out (absent reads as nil; Salesforce clients rely on it).
+    lax: bool,
 }
 
 impl Matcher<'_> {
@@ -352,7 +360,19 @@ impl Matcher<'_> {
             pos = next;
             count += 1;
         }
-        if count < p.min && !self.emptiable_term(&p.term) {
+        if let (Term::Element(id), true) = (&p.term, count == p.max && p.max > 0) {
+            if pos < self.children.len() && self.starts(&p.term, pos) {
+                let name = &self.schema.elements[*id].name.local;
+                return Err(if p.max == 1 {
+                    format!("element {name} may appear only once")
+                } else {
+                    format!("element {name} occurs more than {} times", p.max)
+                });
+            }
+        }
+        let nillable_absent =
+            self.lax && count == 0 && matches!(p.term, Term::Element(id) if self.schema.elements[id].nillable);
+        if count < p.min && !self.emptiable_term(&p.term) && !nillable_absent {
             return Err(match (&p.term, count) {
                 (Term::Element(id), 0) => format!("missing required element {}", self.schema.elements[*id].name.local),
                 (Term::Element(id), n) => {
