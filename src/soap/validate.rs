@@ -360,15 +360,18 @@ impl Matcher<'_> {
             pos = next;
             count += 1;
         }
-        if let (Term::Element(id), true) = (&p.term, count == p.max && p.max > 0) {
-            if pos < self.children.len() && self.starts(&p.term, pos) {
-                let name = &self.schema.elements[*id].name.local;
-                return Err(if p.max == 1 {
-                    format!("element {name} may appear only once")
-                } else {
-                    format!("element {name} occurs more than {} times", p.max)
-                });
-            }
+        if let Term::Element(id) = &p.term
+            && count == p.max
+            && p.max > 0
+            && pos < self.children.len()
+            && self.starts(&p.term, pos)
+        {
+            let name = &self.schema.elements[*id].name.local;
+            return Err(if p.max == 1 {
+                format!("element {name} may appear only once")
+            } else {
+                format!("element {name} occurs more than {} times", p.max)
+            });
         }
         let nillable_absent =
             self.lax && count == 0 && matches!(p.term, Term::Element(id) if self.schema.elements[id].nillable);
