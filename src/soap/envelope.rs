@@ -217,7 +217,9 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     let mut ended = false;
     let mut elements = 0usize;
     let mut text_len = 0usize;
-    let mut validator: Option<Validator<'_>> = None;
+    let mut validator: Option<Validator<'_, '_>> = None;
+    // The few namespaces one request uses, each checked as UTF-8 once rather than per element.
+    let mut namespaces: Vec<String> = Vec::with_capacity(8);
 
     // The requester and the session element are often the same element: one capture serves both.
     let mut requester: Option<String> = None;
@@ -264,9 +266,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
                 let local = qname.split_once(':').map_or(qname, |(_, l)| l);
                 let ns = match reader.resolve_element(e.name()).0 {
-                    ResolveResult::Bound(ns) => {
-                        Some(std::str::from_utf8(ns.into_inner()).map_err(|_| EnvelopeError::NotUtf8)?)
-                    }
+                    ResolveResult::Bound(ns) => Some(namespace(&mut namespaces, ns.into_inner())?),
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(p) => {
                         return Err(EnvelopeError::Malformed {
@@ -281,7 +281,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
                 let in_header_block = depth == 2 && stack[1] == "Header";
                 let in_body = depth >= 2 && stack[1] == "Body";
-                let attrs = if in_body || in_header_block {
+                let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
+                let attrs = if !has_attributes {
+                    Vec::new()
+                } else if in_body || in_header_block {
                     attributes(&reader, e, local, limits)?
                 } else {
                     count_attributes(e, local, limits)?;
@@ -352,14 +355,14 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
                 if in_body && let Some(v) = validator.as_mut() {
                     let resolve = |value: &str| resolve_value(&reader, value);
-                    v.start(QName::new(ns.unwrap_or_default(), local), &attrs, &resolve)
-                        .map_err(EnvelopeError::Invalid)?;
+                    v.start(ns.unwrap_or_default(), local, &attrs, &resolve).map_err(EnvelopeError::Invalid)?;
                     if is_empty {
                         v.end().map_err(EnvelopeError::Invalid)?;
                     }
                 }
                 stack.push(local);
-                stack_ns.push(ns.map(str::to_owned));
+                // Kept only along the session path: where a missing session element would be created.
+                stack_ns.push(if is_prefix(&stack[1..], plan.session) { ns.map(str::to_owned) } else { None });
                 let below = &stack[1..];
                 let is_requester = plan.requester.is_some_and(|p| path_eq(p, below));
                 let is_session = path_eq(plan.session, below);
@@ -424,8 +427,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     ended = true;
                 }
             }
-            Event::Text(t) => {
-                let raw = t.decode().map_err(|_| EnvelopeError::NotUtf8)?;
+            Event::Text(_) => {
+                // The body was checked as UTF-8 once; its text is a slice of it (in quick-xml 0.38
+                // a text event holds no entity references: those are events of their own).
+                let raw = Cow::Borrowed(text.get(before..after).ok_or(EnvelopeError::NotUtf8)?);
                 add_text(&mut text_len, raw.len(), limits)?;
                 if stack.len() < 2 {
                     if !raw.trim().is_empty() {
@@ -439,7 +444,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     }
                     continue;
                 }
-                on_text(&raw, &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(raw, &stack, capture.as_mut(), validator.as_mut())?;
             }
             Event::CData(t) => {
                 let raw = t.decode().map_err(|_| EnvelopeError::NotUtf8)?;
@@ -447,7 +452,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 if stack.len() < 2 {
                     return Err(EnvelopeError::StrayText("Envelope"));
                 }
-                on_text(&raw, &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(raw, &stack, capture.as_mut(), validator.as_mut())?;
             }
             Event::GeneralRef(r) => {
                 let ch = resolve_entity(&r)?;
@@ -459,8 +464,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         EnvelopeError::StrayText("Envelope")
                     });
                 }
-                let mut buf = [0u8; 4];
-                on_text(ch.encode_utf8(&mut buf), &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(Cow::Owned(ch.to_string()), &stack, capture.as_mut(), validator.as_mut())?;
             }
             Event::Comment(_) => {}
             Event::Eof => {
@@ -487,6 +491,18 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     Ok(Scan { version, operation, requester, slot })
 }
 
+/// `bytes` as a namespace name, from the request's small table of those already seen.
+fn namespace<'n>(seen: &'n mut Vec<String>, bytes: &[u8]) -> Result<&'n str, EnvelopeError> {
+    let index = match seen.iter().position(|n| n.as_bytes() == bytes) {
+        Some(i) => i,
+        None => {
+            seen.push(std::str::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8)?.to_owned());
+            seen.len() - 1
+        }
+    };
+    Ok(&seen[index])
+}
+
 fn add_text(len: &mut usize, more: usize, limits: &Limits) -> Result<(), EnvelopeError> {
     *len += more;
     if *len > limits.max_text_length {
@@ -496,14 +512,14 @@ fn add_text(len: &mut usize, more: usize, limits: &Limits) -> Result<(), Envelop
 }
 
 /// Text inside an element: to the requester capture and to the validator.
-fn on_text(
-    text: &str,
+fn on_text<'i>(
+    text: Cow<'i, str>,
     stack: &[&str],
     capture: Option<&mut Capture>,
-    validator: Option<&mut Validator<'_>>,
+    validator: Option<&mut Validator<'_, 'i>>,
 ) -> Result<(), EnvelopeError> {
     if let Some(c) = capture {
-        c.text.push_str(text);
+        c.text.push_str(&text);
     }
     if stack.len() >= 3
         && stack[1] == "Body"
@@ -584,7 +600,7 @@ fn attributes<'r>(
         };
         let local_attr = std::str::from_utf8(local_name.into_inner()).map_err(|_| EnvelopeError::NotUtf8)?;
         let value: Cow<'_, str> = match attr.unescape_value() {
-            Ok(v) => Cow::Owned(v.into_owned()),
+            Ok(v) => v,
             Err(err) => {
                 return Err(EnvelopeError::Malformed {
                     at: 0,

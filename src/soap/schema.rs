@@ -77,9 +77,40 @@ pub struct ComplexType {
     pub attributes: Vec<AttributeDecl>,
     pub any_attribute: bool,
     /// Every element the content model names, with whether it may repeat (for paths like `x[2]`).
-    pub children: HashMap<QName, (ElemId, bool)>,
+    pub children: Children,
     /// The wildcards of the content model.
     pub wildcards: Vec<Wildcard>,
+}
+
+/// The elements a content model names, found by name without allocating. Each name has one
+/// canonical declaration (XSD requires same-named elements of one model to agree), and the
+/// model's particles refer to it, so matching compares ids only.
+#[derive(Debug, Default)]
+pub struct Children {
+    // Looked up once per request element: FxHash, as the keys are the schema's own names.
+    by_local: rustc_hash::FxHashMap<Box<str>, Vec<(Box<str>, ElemId, bool)>>,
+}
+
+impl Children {
+    /// The declaration of child `{ns}local`, and whether it may repeat.
+    pub fn get(&self, ns: &str, local: &str) -> Option<(ElemId, bool)> {
+        self.by_local.get(local)?.iter().find(|(n, _, _)| &**n == ns).map(|(_, id, rep)| (*id, *rep))
+    }
+
+    /// Records a child; returns the canonical id for its name.
+    fn insert(&mut self, name: &QName, id: ElemId, repeatable: bool) -> ElemId {
+        let same = self.by_local.entry(name.local.as_str().into()).or_default();
+        match same.iter_mut().find(|(n, _, _)| **n == *name.ns) {
+            Some((_, canonical, rep)) => {
+                *rep |= repeatable;
+                *canonical
+            }
+            None => {
+                same.push((name.ns.as_str().into(), id, repeatable));
+                id
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -229,10 +260,10 @@ impl Schema {
     /// rpc-style operation's wrapper, whose children are the message parts).
     pub fn add_sequence(&mut self, name: QName, fields: Vec<(QName, TypeId)>) -> TypeId {
         let mut particles = Vec::new();
-        let mut children = HashMap::new();
+        let mut children = Children::default();
         for (field, ty) in fields {
             let id = self.elements.len();
-            children.insert(field.clone(), (id, false));
+            children.insert(&field, id, false);
             self.elements.push(ElementDecl { name: field, ty, nillable: true });
             particles.push(Particle { min: 1, max: 1, term: Term::Element(id) });
         }
@@ -376,7 +407,7 @@ impl<'a> Compiler<'a> {
             content: Content::Any,
             attributes: Vec::new(),
             any_attribute: true,
-            children: HashMap::new(),
+            children: Children::default(),
             wildcards: Vec::new(),
         }));
         for name in BUILTIN_NAMES {
@@ -613,7 +644,7 @@ impl<'a> Compiler<'a> {
             content: Content::Empty,
             attributes: Vec::new(),
             any_attribute: false,
-            children: HashMap::new(),
+            children: Children::default(),
             wildcards: Vec::new(),
         };
         for child in &node.children {
@@ -909,19 +940,17 @@ impl<'a> Compiler<'a> {
         Ok(SimpleType { name, base: Some(base), variety, facets })
     }
 
-    /// Fills each complex type's child index and wildcard list.
+    /// Fills each complex type's child index and wildcard list, and points its particles at the
+    /// canonical declaration of each name.
     fn finish(mut self) -> Result<Schema, String> {
-        let mut indexes = Vec::new();
-        for (id, ty) in self.schema.types.iter().enumerate() {
-            if let Type::Complex(ComplexType { content: Content::Elements { particle, .. }, .. }) = ty {
-                let mut children = HashMap::new();
+        let elements = &self.schema.elements;
+        for ty in self.schema.types.iter_mut() {
+            if let Type::Complex(ct) = ty
+                && let Content::Elements { particle, .. } = &mut ct.content
+            {
+                let mut children = Children::default();
                 let mut wildcards = Vec::new();
-                collect(particle, false, &self.schema.elements, &mut children, &mut wildcards);
-                indexes.push((id, children, wildcards));
-            }
-        }
-        for (id, children, wildcards) in indexes {
-            if let Type::Complex(ct) = &mut self.schema.types[id] {
+                collect(particle, false, elements, &mut children, &mut wildcards);
                 ct.children = children;
                 ct.wildcards = wildcards;
             }
@@ -951,16 +980,16 @@ fn is_facet(local: &str) -> bool {
 }
 
 fn collect(
-    p: &Particle,
+    p: &mut Particle,
     repeated: bool,
     elements: &[ElementDecl],
-    children: &mut HashMap<QName, (ElemId, bool)>,
+    children: &mut Children,
     wildcards: &mut Vec<Wildcard>,
 ) {
     let repeated = repeated || p.max > 1;
-    match &p.term {
+    match &mut p.term {
         Term::Element(id) => {
-            children.entry(elements[*id].name.clone()).or_insert((*id, repeated));
+            *id = children.insert(&elements[*id].name, *id, repeated);
         }
         Term::Sequence(ps) | Term::Choice(ps) | Term::All(ps) => {
             for c in ps {

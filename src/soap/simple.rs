@@ -290,6 +290,22 @@ impl Facets {
                 return Err(format!("'{}' does not match pattern {}", shorten(v), sources.join(" | ")));
             }
         }
+        if self.length.is_some() || self.min_length.is_some() || self.max_length.is_some() {
+            self.check_length(base, v)?;
+        }
+        let bounded = self.min_inclusive.is_some()
+            || self.max_inclusive.is_some()
+            || self.min_exclusive.is_some()
+            || self.max_exclusive.is_some()
+            || self.total_digits.is_some()
+            || self.fraction_digits.is_some();
+        if bounded && let Some(x) = base.numeric(v) {
+            self.check_number(v, x)?;
+        }
+        Ok(())
+    }
+
+    fn check_length(&self, base: Builtin, v: &str) -> Result<(), String> {
         let len = match base {
             Builtin::Base64 => v.bytes().filter(|b| !b.is_ascii_whitespace()).count() / 4 * 3,
             Builtin::Hex => v.len() / 2,
@@ -304,31 +320,33 @@ impl Facets {
         if let Some(n) = self.min_length.filter(|n| len < *n) {
             return Err(format!("shorter than minLength {n} (length {len})"));
         }
-        if let Some(x) = base.numeric(v) {
-            let bound =
-                |ok: bool, what: &str, b: f64| if ok { Ok(()) } else { Err(format!("{} is {what} {b}", shorten(v))) };
-            if let Some(b) = self.min_inclusive {
-                bound(x >= b, "below minInclusive", b)?;
-            }
-            if let Some(b) = self.max_inclusive {
-                bound(x <= b, "above maxInclusive", b)?;
-            }
-            if let Some(b) = self.min_exclusive {
-                bound(x > b, "not above minExclusive", b)?;
-            }
-            if let Some(b) = self.max_exclusive {
-                bound(x < b, "not below maxExclusive", b)?;
-            }
-            let unsigned = v.trim_start_matches(['+', '-']);
-            let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-            let frac = frac.trim_end_matches('0');
-            let total = int.trim_start_matches('0').len() + frac.len();
-            if let Some(n) = self.total_digits.filter(|n| total > *n) {
-                return Err(format!("{} has more than totalDigits {n}", shorten(v)));
-            }
-            if let Some(n) = self.fraction_digits.filter(|n| frac.len() > *n) {
-                return Err(format!("{} has more than fractionDigits {n}", shorten(v)));
-            }
+        Ok(())
+    }
+
+    fn check_number(&self, v: &str, x: f64) -> Result<(), String> {
+        let bound =
+            |ok: bool, what: &str, b: f64| if ok { Ok(()) } else { Err(format!("{} is {what} {b}", shorten(v))) };
+        if let Some(b) = self.min_inclusive {
+            bound(x >= b, "below minInclusive", b)?;
+        }
+        if let Some(b) = self.max_inclusive {
+            bound(x <= b, "above maxInclusive", b)?;
+        }
+        if let Some(b) = self.min_exclusive {
+            bound(x > b, "not above minExclusive", b)?;
+        }
+        if let Some(b) = self.max_exclusive {
+            bound(x < b, "not below maxExclusive", b)?;
+        }
+        let unsigned = v.trim_start_matches(['+', '-']);
+        let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+        let frac = frac.trim_end_matches('0');
+        let total = int.trim_start_matches('0').len() + frac.len();
+        if let Some(n) = self.total_digits.filter(|n| total > *n) {
+            return Err(format!("{} has more than totalDigits {n}", shorten(v)));
+        }
+        if let Some(n) = self.fraction_digits.filter(|n| frac.len() > *n) {
+            return Err(format!("{} has more than fractionDigits {n}", shorten(v)));
         }
         Ok(())
     }

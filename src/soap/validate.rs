@@ -6,7 +6,7 @@
 //! Particle Attribution rule (every schema that validators accept does).
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use super::QName;
 use super::schema::{Content, ElemId, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS};
@@ -53,7 +53,7 @@ enum Child {
     Wild(u32),
 }
 
-enum Frame {
+enum Frame<'i> {
     Check {
         ty: TypeId,
         nil: bool,
@@ -61,19 +61,22 @@ enum Frame {
         children: Vec<Child>,
         /// Repeats seen of each repeatable child, for the `[n]` in paths.
         counts: Vec<(ElemId, u32)>,
-        text: String,
+        /// Borrowed from the request while it arrives in one piece.
+        text: Cow<'i, str>,
     },
     /// Content nobody checks: `anyType`, skipped wildcards, unknown elements in lax mode.
     Skip { path_len: usize },
 }
 
-pub struct Validator<'s> {
+pub struct Validator<'s, 'i> {
     schema: &'s Schema,
     mode: Mode,
-    frames: Vec<Frame>,
+    frames: Vec<Frame<'i>>,
     path: String,
     namespaces: Vec<String>,
     root: Root,
+    /// Children lists of closed elements, kept for reuse: one allocation per depth, not per element.
+    spare: Vec<Vec<Child>>,
 }
 
 /// What the operation element is checked as.
@@ -86,112 +89,119 @@ pub enum Root {
 
 type Resolve<'r> = &'r dyn Fn(&str) -> Option<QName>;
 
-impl<'s> Validator<'s> {
+impl<'s, 'i> Validator<'s, 'i> {
     /// A validator for one operation element; `path` is where it sits (`Body`).
     pub fn new(schema: &'s Schema, mode: Mode, root: Root, path: &str) -> Self {
-        Validator { schema, mode, frames: Vec::with_capacity(16), path: path.to_owned(), namespaces: Vec::new(), root }
+        Validator {
+            schema,
+            mode,
+            frames: Vec::with_capacity(16),
+            path: path.to_owned(),
+            namespaces: Vec::new(),
+            root,
+            spare: Vec::new(),
+        }
     }
 
     fn violation(&self, rule: impl Into<String>) -> Violation {
         Violation { path: self.path.clone(), rule: rule.into() }
     }
 
-    /// An element starts. `resolve` turns a QName value (`xsi:type`) into a name.
-    pub fn start(&mut self, name: QName, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
+    /// An element `{ns}local` starts. `resolve` turns a QName value (`xsi:type`) into a name.
+    pub fn start(&mut self, ns: &str, local: &str, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
         let path_len = self.path.len();
-        let (decl_ty, nillable, segment) = match self.frames.last_mut() {
+        let schema = self.schema;
+        // (declared type, nillable, position among same-named siblings when the element may repeat)
+        let (decl_ty, nillable, index) = match self.frames.last_mut() {
             None => match self.root {
-                Root::Element(id) => {
-                    (self.schema.elements[id].ty, self.schema.elements[id].nillable, name.local.clone())
-                }
-                Root::Type(ty) => (ty, false, name.local.clone()),
-                Root::Unchecked => return self.skip(&name.local),
+                Root::Element(id) => (schema.elements[id].ty, schema.elements[id].nillable, None),
+                Root::Type(ty) => (ty, false, None),
+                Root::Unchecked => return self.skip(local),
             },
-            Some(Frame::Skip { .. }) => return self.skip(&name.local),
+            Some(Frame::Skip { .. }) => return self.skip(local),
             Some(Frame::Check { ty, nil, children, counts, .. }) => {
                 if *nil {
-                    let rule = format!("element '{}' is not allowed in a nil element", name.local);
-                    return Err(self.violation(rule));
+                    return Err(self.violation(format!("element '{local}' is not allowed in a nil element")));
                 }
-                let (ty, schema, mode) = (*ty, self.schema, self.mode);
+                let (ty, mode) = (*ty, self.mode);
                 let not_allowed = |why: String| -> Option<String> { (mode == Mode::Strict).then_some(why) };
                 let found = match &schema.types[ty] {
                     Type::Complex(ct) => match &ct.content {
                         Content::Any => None,
-                        Content::Elements { .. } => match ct.children.get(&name) {
-                            Some(&(id, repeatable)) => {
+                        Content::Elements { .. } => match ct.children.get(ns, local) {
+                            Some((id, repeatable)) => {
                                 children.push(Child::Elem(id));
+                                let index = repeatable.then(|| match counts.iter_mut().find(|(e, _)| *e == id) {
+                                    Some((_, n)) => {
+                                        *n += 1;
+                                        *n
+                                    }
+                                    None => {
+                                        counts.push((id, 1));
+                                        1
+                                    }
+                                });
                                 let decl = &schema.elements[id];
-                                let segment = if repeatable {
-                                    let n = match counts.iter_mut().find(|(e, _)| schema.elements[*e].name == decl.name)
-                                    {
-                                        Some((_, n)) => {
-                                            *n += 1;
-                                            *n
-                                        }
-                                        None => {
-                                            counts.push((id, 1));
-                                            1
-                                        }
-                                    };
-                                    format!("{}[{n}]", name.local)
-                                } else {
-                                    name.local.clone()
-                                };
-                                Some(Ok((decl.ty, decl.nillable, segment)))
+                                Some(Ok((decl.ty, decl.nillable, index)))
                             }
-                            None => match ct.wildcards.iter().find(|w| w.allows(&name.ns)) {
+                            None => match ct.wildcards.iter().find(|w| w.allows(ns)) {
                                 Some(w) => {
-                                    let ns = intern(&mut self.namespaces, &name.ns);
-                                    children.push(Child::Wild(ns));
-                                    match (w.process, schema.element(&name)) {
+                                    let interned = intern(&mut self.namespaces, ns);
+                                    children.push(Child::Wild(interned));
+                                    let global = if w.process == Process::Skip {
+                                        None
+                                    } else {
+                                        schema.element(&QName::new(ns, local))
+                                    };
+                                    match (w.process, global) {
                                         (Process::Skip, _) | (Process::Lax, None) => None,
                                         (_, Some(id)) => {
                                             let d = &schema.elements[id];
-                                            Some(Ok((d.ty, d.nillable, name.local.clone())))
+                                            Some(Ok((d.ty, d.nillable, None)))
                                         }
                                         (Process::Strict, None) => Some(Err(format!(
-                                            "element '{}' matches a strict wildcard but no schema declares it",
-                                            name.local
+                                            "element '{local}' matches a strict wildcard but no schema declares it"
                                         ))),
                                     }
                                 }
-                                None => not_allowed(format!("unexpected element '{}'", name.local)).map(Err),
+                                None => not_allowed(format!("unexpected element '{local}'")).map(Err),
                             },
                         },
                         Content::Empty | Content::Text(_) => not_allowed(format!(
-                            "element '{}' is not allowed: {} has no child elements",
-                            name.local,
+                            "element '{local}' is not allowed: {} has no child elements",
                             schema.type_name(ty)
                         ))
                         .map(Err),
                     },
                     Type::Simple(_) | Type::Pending => {
-                        not_allowed(format!("element '{}' is not allowed in a simple value", name.local)).map(Err)
+                        not_allowed(format!("element '{local}' is not allowed in a simple value")).map(Err)
                     }
                 };
                 match found {
-                    None => return self.skip(&name.local),
+                    None => return self.skip(local),
                     Some(Err(rule)) => return Err(self.violation(rule)),
                     Some(Ok(t)) => t,
                 }
             }
         };
         self.path.push('/');
-        self.path.push_str(&segment);
+        self.path.push_str(local);
+        if let Some(n) = index {
+            let _ = write!(self.path, "[{n}]");
+        }
         let mut ty = decl_ty;
         let mut nil = false;
         for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
             match a.local {
                 "type" => {
-                    let named = resolve(a.value.trim()).and_then(|q| self.schema.named_type(&q)).ok_or_else(|| {
+                    let named = resolve(a.value.trim()).and_then(|q| schema.named_type(&q)).ok_or_else(|| {
                         self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
                     })?;
-                    if !self.schema.derives_from(named, decl_ty) {
+                    if !schema.derives_from(named, decl_ty) {
                         let rule = format!(
                             "xsi:type '{}' is not derived from the declared type {}",
                             a.value,
-                            self.schema.type_name(decl_ty)
+                            schema.type_name(decl_ty)
                         );
                         return Err(self.violation(rule));
                     }
@@ -206,15 +216,11 @@ impl<'s> Validator<'s> {
                 _ => {}
             }
         }
-        self.check_attributes(ty, attrs)?;
-        self.frames.push(Frame::Check {
-            ty,
-            nil,
-            path_len,
-            children: Vec::new(),
-            counts: Vec::new(),
-            text: String::new(),
-        });
+        if !attrs.is_empty() || has_required_attributes(schema, ty) {
+            self.check_attributes(ty, attrs)?;
+        }
+        let children = self.spare.pop().unwrap_or_default();
+        self.frames.push(Frame::Check { ty, nil, path_len, children, counts: Vec::new(), text: Cow::Borrowed("") });
         Ok(())
     }
 
@@ -252,7 +258,7 @@ impl<'s> Validator<'s> {
     }
 
     /// Text inside the current element.
-    pub fn text(&mut self, text: &str) -> Result<(), Violation> {
+    pub fn text(&mut self, text: Cow<'i, str>) -> Result<(), Violation> {
         let schema = self.schema;
         let problem = match self.frames.last_mut() {
             Some(Frame::Check { ty, nil, text: buf, .. }) => {
@@ -260,7 +266,11 @@ impl<'s> Validator<'s> {
                 match &schema.types[*ty] {
                     _ if *nil => (!blank).then_some("a nil element must be empty"),
                     Type::Simple(_) | Type::Complex(super::schema::ComplexType { content: Content::Text(_), .. }) => {
-                        buf.push_str(text);
+                        if buf.is_empty() {
+                            *buf = text;
+                        } else {
+                            buf.to_mut().push_str(&text);
+                        }
                         None
                     }
                     Type::Complex(ct) => match &ct.content {
@@ -286,8 +296,10 @@ impl<'s> Validator<'s> {
         let Some(frame) = self.frames.pop() else { return Ok(()) };
         let (result, path_len) = match frame {
             Frame::Skip { path_len } => (Ok(()), path_len),
-            Frame::Check { ty, nil, path_len, children, text, .. } => {
+            Frame::Check { ty, nil, path_len, mut children, text, .. } => {
                 let result = if nil { Ok(()) } else { self.check_content(ty, &children, &text) };
+                children.clear();
+                self.spare.push(children);
                 (result, path_len)
             }
         };
@@ -321,6 +333,10 @@ impl<'s> Validator<'s> {
             Type::Pending => Ok(()),
         }
     }
+}
+
+fn has_required_attributes(schema: &Schema, ty: TypeId) -> bool {
+    matches!(&schema.types[ty], Type::Complex(ct) if ct.attributes.iter().any(|a| a.required))
 }
 
 fn intern(table: &mut Vec<String>, ns: &str) -> u32 {
@@ -393,7 +409,24 @@ impl Matcher<'_> {
     fn term(&self, t: &Term, pos: usize) -> Result<usize, String> {
         match t {
             Term::Element(_) | Term::Any(_) => Ok(pos + 1),
-            Term::Sequence(ps) => ps.iter().try_fold(pos, |at, p| self.particle(p, at)),
+            Term::Sequence(ps) => {
+                let mut at = pos;
+                let mut rest = ps.as_slice();
+                while let Some((p, tail)) = rest.split_first() {
+                    // Optional elements the current child is not: passed over without a call (typed
+                    // sObjects have a hundred or more of them).
+                    if let Term::Element(id) = p.term
+                        && p.min == 0
+                        && !matches!(self.children.get(at), Some(Child::Elem(c)) if *c == id)
+                    {
+                        rest = tail;
+                        continue;
+                    }
+                    at = self.particle(p, at)?;
+                    rest = tail;
+                }
+                Ok(at)
+            }
             Term::Choice(ps) => {
                 if pos < self.children.len()
                     && let Some(p) = ps.iter().find(|p| p.max > 0 && self.starts(&p.term, pos))
@@ -432,10 +465,8 @@ impl Matcher<'_> {
     fn starts(&self, t: &Term, pos: usize) -> bool {
         let Some(child) = self.children.get(pos) else { return false };
         match t {
-            Term::Element(id) => match child {
-                Child::Elem(c) => *c == *id || self.schema.elements[*c].name == self.schema.elements[*id].name,
-                Child::Wild(_) => false,
-            },
+            // Ids are canonical per content model (see `schema::Children`): equal ids, equal names.
+            Term::Element(id) => matches!(child, Child::Elem(c) if *c == *id),
             Term::Any(w) => match child {
                 Child::Elem(c) => w.allows(&self.schema.elements[*c].name.ns),
                 Child::Wild(ns) => w.allows(&self.namespaces[*ns as usize]),
