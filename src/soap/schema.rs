@@ -88,8 +88,11 @@ pub struct ComplexType {
 #[derive(Debug, Default)]
 pub struct Children {
     // Looked up once per request element: FxHash, as the keys are the schema's own names.
-    by_local: rustc_hash::FxHashMap<Box<str>, Vec<(Box<str>, ElemId, bool)>>,
+    by_local: rustc_hash::FxHashMap<Box<str>, Vec<SameLocal>>,
 }
+
+/// One child declaration among those sharing a local name: namespace, id, may repeat.
+type SameLocal = (Box<str>, ElemId, bool);
 
 impl Children {
     /// The declaration of child `{ns}local`, and whether it may repeat.
