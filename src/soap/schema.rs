@@ -80,6 +80,43 @@ pub struct ComplexType {
     pub children: Children,
     /// The wildcards of the content model.
     pub wildcards: Vec<Wildcard>,
+    /// The content model as one flat sequence of distinct elements, when it is one (most
+    /// SOAP types are): matched in one pass over the children instead of walking the model.
+    pub flat: Option<FlatSequence>,
+}
+
+/// A sequence of distinct elements, each with its occurrence bounds, and where each one is.
+#[derive(Debug, Default)]
+pub struct FlatSequence {
+    pub items: Vec<(ElemId, u32, u32)>,
+    pub position: rustc_hash::FxHashMap<ElemId, usize>,
+}
+
+impl FlatSequence {
+    /// `p` as a flat sequence: nested sequences that occur exactly once are spliced in.
+    fn of(p: &Particle) -> Option<FlatSequence> {
+        let mut flat = FlatSequence::default();
+        flat.push(p)?;
+        for (i, (id, _, _)) in flat.items.iter().enumerate() {
+            if flat.position.insert(*id, i).is_some() {
+                return None;
+            }
+        }
+        Some(flat)
+    }
+
+    fn push(&mut self, p: &Particle) -> Option<()> {
+        match &p.term {
+            Term::Element(id) => self.items.push((*id, p.min, p.max)),
+            Term::Sequence(ps) if p.min == 1 && p.max == 1 => {
+                for c in ps {
+                    self.push(c)?;
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
 }
 
 /// The elements a content model names, found by name without allocating. Each name has one
@@ -281,6 +318,7 @@ impl Schema {
             any_attribute: true,
             children,
             wildcards: Vec::new(),
+            flat: None,
         }));
         self.types.len() - 1
     }
@@ -412,6 +450,7 @@ impl<'a> Compiler<'a> {
             any_attribute: true,
             children: Children::default(),
             wildcards: Vec::new(),
+            flat: None,
         }));
         for name in BUILTIN_NAMES {
             let builtin = Builtin::by_name(name).unwrap_or(Builtin::String);
@@ -649,6 +688,7 @@ impl<'a> Compiler<'a> {
             any_attribute: false,
             children: Children::default(),
             wildcards: Vec::new(),
+            flat: None,
         };
         for child in &node.children {
             if child.name.ns != XSD_NS {
@@ -956,6 +996,7 @@ impl<'a> Compiler<'a> {
                 collect(particle, false, elements, &mut children, &mut wildcards);
                 ct.children = children;
                 ct.wildcards = wildcards;
+                ct.flat = FlatSequence::of(particle);
             }
         }
         if let Some(i) = self.schema.types.iter().position(|t| matches!(t, Type::Pending)) {

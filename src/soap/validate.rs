@@ -9,7 +9,8 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use super::QName;
-use super::schema::{Content, ElemId, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS};
+use super::schema::{Content, ElemId, FlatSequence, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS};
+use super::simple::{is_blank, trim_xml};
 
 /// How strictly a route checks bodies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
@@ -194,7 +195,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
             match a.local {
                 "type" => {
-                    let named = resolve(a.value.trim()).and_then(|q| schema.named_type(&q)).ok_or_else(|| {
+                    let named = resolve(trim_xml(&a.value)).and_then(|q| schema.named_type(&q)).ok_or_else(|| {
                         self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
                     })?;
                     if !schema.derives_from(named, decl_ty) {
@@ -207,7 +208,7 @@ impl<'s, 'i> Validator<'s, 'i> {
                     }
                     ty = named;
                 }
-                "nil" if matches!(a.value.trim(), "true" | "1") => {
+                "nil" if matches!(trim_xml(&a.value), "true" | "1") => {
                     if !nillable {
                         return Err(self.violation("is not nillable but has xsi:nil=\"true\""));
                     }
@@ -262,9 +263,9 @@ impl<'s, 'i> Validator<'s, 'i> {
         let schema = self.schema;
         let problem = match self.frames.last_mut() {
             Some(Frame::Check { ty, nil, text: buf, .. }) => {
-                let blank = text.trim().is_empty();
+                let blank = || is_blank(&text);
                 match &schema.types[*ty] {
-                    _ if *nil => (!blank).then_some("a nil element must be empty"),
+                    _ if *nil => (!blank()).then_some("a nil element must be empty"),
                     Type::Simple(_) | Type::Complex(super::schema::ComplexType { content: Content::Text(_), .. }) => {
                         if buf.is_empty() {
                             *buf = text;
@@ -274,10 +275,10 @@ impl<'s, 'i> Validator<'s, 'i> {
                         None
                     }
                     Type::Complex(ct) => match &ct.content {
-                        Content::Elements { mixed: false, .. } if !blank => {
+                        Content::Elements { mixed: false, .. } if !blank() => {
                             Some("text is not allowed among child elements")
                         }
-                        Content::Empty if !blank => Some("text is not allowed: the element must be empty"),
+                        Content::Empty if !blank() => Some("text is not allowed: the element must be empty"),
                         _ => None,
                     },
                     Type::Pending => None,
@@ -316,6 +317,9 @@ impl<'s, 'i> Validator<'s, 'i> {
             Type::Complex(ct) => match &ct.content {
                 Content::Text(t) => self.schema.check_simple(*t, text),
                 Content::Elements { particle, .. } => {
+                    if let Some(flat) = &ct.flat {
+                        return self.check_flat(flat, children);
+                    }
                     let m = Matcher {
                         schema: self.schema,
                         children,
@@ -332,6 +336,62 @@ impl<'s, 'i> Validator<'s, 'i> {
             },
             Type::Pending => Ok(()),
         }
+    }
+}
+
+impl Validator<'_, '_> {
+    /// Matches children against a flat sequence in one pass: each child's place in the sequence
+    /// must not go back, repeat past its maximum, or skip a required element.
+    fn check_flat(&self, flat: &FlatSequence, children: &[Child]) -> Result<(), String> {
+        let elements = &self.schema.elements;
+        let lax = self.mode == Mode::Lax;
+        let may_skip = |(id, min, _): (ElemId, u32, u32)| min == 0 || (lax && elements[id].nillable);
+        let missing = |id: ElemId| format!("missing required element {}", elements[id].name.local);
+        let (mut at, mut count) = (0usize, 0u32);
+        for child in children {
+            let Child::Elem(id) = *child else {
+                return Err("unexpected element from another namespace".to_owned());
+            };
+            let name = &elements[id].name.local;
+            let Some(&j) = flat.position.get(&id) else {
+                return Err(format!("unexpected element '{name}'"));
+            };
+            if j == at {
+                count += 1;
+                let max = flat.items[at].2;
+                if count > max {
+                    return Err(if max == 1 {
+                        format!("element {name} may appear only once")
+                    } else {
+                        format!("element {name} occurs more than {max} times")
+                    });
+                }
+                continue;
+            }
+            if j < at {
+                return Err(format!("unexpected element '{name}'"));
+            }
+            if count < flat.items[at].1 && !may_skip(flat.items[at]) {
+                return Err(missing(flat.items[at].0));
+            }
+            if let Some(&(skipped, _, _)) = flat.items[at + 1..j].iter().find(|item| !may_skip(**item)) {
+                return Err(missing(skipped));
+            }
+            at = j;
+            count = 1;
+        }
+        if let Some(&(id, min, _)) = flat.items.get(at)
+            && count < min
+            && !may_skip(flat.items[at])
+        {
+            return Err(missing(id));
+        }
+        if let Some(&(skipped, _, _)) =
+            flat.items.get(at + 1..).unwrap_or_default().iter().find(|item| !may_skip(**item))
+        {
+            return Err(missing(skipped));
+        }
+        Ok(())
     }
 }
 
