@@ -86,3 +86,52 @@ fn demo_walks_the_real_pipeline() {
     assert!(text.contains("token exchanges at the endpoint: 1"), "{text}");
     assert!(!text.contains("00DLOOPBACK0000001!"), "full tokens must not be printed: {text}");
 }
+
+#[test]
+fn wsdl_lists_operations_or_says_why_not() {
+    let out = bin().arg("wsdl").arg(manifest_dir().join("wsdl/interhome.wsdl")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("44 operations:"), "{text}");
+    assert!(text.contains("service WebService port WebServiceSoap12"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("Availability")
+            && l.contains("SOAP 1.2")
+            && l.contains("soapAction=\"http://www.interhome.com/webservice/Availability\"")
+            && l.contains("input={http://www.interhome.com/webservice}Availability")),
+        "{text}"
+    );
+    let bad = bin().arg("wsdl").arg(manifest_dir().join("wsdl/zeep/soap_import_2.wsdl")).output().unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("declares no SOAP 1.1 or SOAP 1.2 binding"));
+}
+
+#[test]
+fn validate_prints_the_proxys_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("query.xml");
+    std::fs::write(&good, query(ALICE)).unwrap();
+    let wsdl = manifest_dir().join("wsdl/salesforce-partner-v58.wsdl");
+    let out = bin().arg("validate").arg("--wsdl").arg(&wsdl).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "valid: query");
+
+    // From standard input, a wrong one: the same fault the proxy answers with, exit 1.
+    let mut child = bin()
+        .arg("validate")
+        .arg("--wsdl")
+        .arg(&wsdl)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = query(ALICE).replace("<urn:queryString>SELECT Id FROM Account</urn:queryString>", "");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bad.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let fault = String::from_utf8_lossy(&out.stdout);
+    assert!(fault.contains("<faultstring>Body/query: missing required element queryString</faultstring>"), "{fault}");
+    // Lax and off are there for the same debugging.
+    let off = bin().args(["validate", "--validation", "off", "--wsdl"]).arg(&wsdl).arg(&good).output().unwrap();
+    assert!(off.status.success());
+}
