@@ -228,6 +228,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     let mut slot: Option<Slot> = None;
     // The deepest prefix of the session path seen, and where its content ends.
     let mut session_prefix: (usize, usize, Option<String>) = (0, 0, None);
+    // Which child of Envelope is open; the session and requester paths each lie below one.
+    let mut section = Section::Outside;
+    let session_section = Section::of(plan.session.first().map(String::as_str));
+    let requester_section = Section::of(plan.requester.and_then(|p| p.first()).map(String::as_str));
 
     loop {
         let before = reader.buffer_position() as usize;
@@ -270,8 +274,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 if depth >= limits.max_depth {
                     return Err(EnvelopeError::TooDeep(limits.max_depth));
                 }
-                let in_header_block = depth == 2 && stack[1] == "Header";
-                let in_body = depth >= 2 && stack[1] == "Body";
+                let in_header_block = depth == 2 && section == Section::Header;
+                let in_body = depth >= 2 && section == Section::Body;
                 scopes.open();
                 let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
                 let raw_attrs = if has_attributes {
@@ -297,10 +301,14 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     1 => {
                         let in_env_ns = ns.map(str::as_bytes) == version.map(|v| v.envelope_ns().as_bytes());
                         match local {
-                            "Header" if in_env_ns && !seen_header && !seen_body => seen_header = true,
+                            "Header" if in_env_ns && !seen_header && !seen_body => {
+                                seen_header = true;
+                                section = Section::Header;
+                            }
                             "Body" if in_env_ns && !seen_body => {
                                 seen_body = true;
                                 body_start = before;
+                                section = Section::Body;
                             }
                             "Header" if in_env_ns && seen_header => return Err(EnvelopeError::Duplicate("Header")),
                             "Body" if in_env_ns => return Err(EnvelopeError::Duplicate("Body")),
@@ -356,16 +364,18 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
                 stack.push(local);
                 // Kept only along the session path: where a missing session element would be created.
-                stack_ns.push(if is_prefix(&stack[1..], plan.session) { ns.map(str::to_owned) } else { None });
+                let on_session_path = depth == 0 || section == session_section && is_prefix(&stack[1..], plan.session);
+                stack_ns.push(if on_session_path { ns.map(str::to_owned) } else { None });
                 let below = &stack[1..];
-                let is_requester = plan.requester.is_some_and(|p| path_eq(p, below));
-                let is_session = path_eq(plan.session, below);
+                let is_requester = section == requester_section && plan.requester.is_some_and(|p| path_eq(p, below));
+                let is_session = section == session_section && path_eq(plan.session, below);
                 if is_requester && requester.is_some() || is_session && slot.is_some() {
                     return Err(EnvelopeError::AmbiguousElement(below.join("/")));
                 }
                 if is_session {
                     session_prefix = (below.len(), 0, None);
-                } else if below.len() > session_prefix.0 && is_prefix(below, plan.session) {
+                } else if below.len() > session_prefix.0 && section == session_section && is_prefix(below, plan.session)
+                {
                     session_prefix = (below.len(), 0, ns.map(str::to_owned));
                 }
                 if is_empty {
@@ -407,11 +417,11 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         session_prefix.2 = stack_ns.last().cloned().flatten();
                     }
                 }
-                if stack.len() == 2 && stack[1] == "Header" {
+                if stack.len() == 2 && section == Section::Header {
                     header_end = Some(before);
                 }
                 if stack.len() >= 3
-                    && stack[1] == "Body"
+                    && section == Section::Body
                     && let Some(v) = validator.as_mut()
                 {
                     v.end().map_err(EnvelopeError::Invalid)?;
@@ -419,6 +429,9 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 stack.pop();
                 stack_ns.pop();
                 scopes.close();
+                if stack.len() == 1 {
+                    section = Section::Outside;
+                }
                 if stack.is_empty() {
                     ended = true;
                 }
@@ -440,7 +453,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     }
                     continue;
                 }
-                on_text(raw, &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(raw, &stack, section, capture.as_mut(), validator.as_mut())?;
             }
             Event::CData(t) => {
                 let raw = t.decode().map_err(|_| EnvelopeError::NotUtf8)?;
@@ -448,7 +461,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 if stack.len() < 2 {
                     return Err(EnvelopeError::StrayText("Envelope"));
                 }
-                on_text(raw, &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(raw, &stack, section, capture.as_mut(), validator.as_mut())?;
             }
             Event::GeneralRef(r) => {
                 let ch = resolve_entity(&r)?;
@@ -460,7 +473,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         EnvelopeError::StrayText("Envelope")
                     });
                 }
-                on_text(Cow::Owned(ch.to_string()), &stack, capture.as_mut(), validator.as_mut())?;
+                on_text(Cow::Owned(ch.to_string()), &stack, section, capture.as_mut(), validator.as_mut())?;
             }
             Event::Comment(_) => {}
             Event::Eof => {
@@ -499,6 +512,7 @@ fn add_text(len: &mut usize, more: usize, limits: &Limits) -> Result<(), Envelop
 fn on_text<'i>(
     text: Cow<'i, str>,
     stack: &[&str],
+    section: Section,
     capture: Option<&mut Capture>,
     validator: Option<&mut Validator<'_, 'i>>,
 ) -> Result<(), EnvelopeError> {
@@ -506,7 +520,7 @@ fn on_text<'i>(
         c.text.push_str(&text);
     }
     if stack.len() >= 3
-        && stack[1] == "Body"
+        && section == Section::Body
         && let Some(v) = validator
     {
         v.text(text).map_err(EnvelopeError::Invalid)?;
@@ -541,11 +555,27 @@ fn check_action(
 
 /// The tag name of the start tag at `at` (`<name ...`), as a slice of `text`.
 fn tag_name<'t>(text: &'t str, at: usize, name: &[u8]) -> Result<&'t str, EnvelopeError> {
-    let start = at + 1;
-    match text.as_bytes().get(start..start + name.len()) {
-        Some(found) if found == name && text.as_bytes().get(at) == Some(&b'<') => Ok(&text[start..start + name.len()]),
-        _ => {
-            Err(EnvelopeError::Malformed { at: at as u64, reason: "tag name not where the parser reported it".into() })
+    // The event's name is a slice of the body (the reader borrows it): find it there by address.
+    let start = (name.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    text.get(start..start.wrapping_add(name.len())).filter(|_| start > at && start <= at + 1).ok_or_else(|| {
+        EnvelopeError::Malformed { at: at as u64, reason: "tag name not where the parser reported it".into() }
+    })
+}
+
+/// Which child of `Envelope` the reader is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Outside,
+    Header,
+    Body,
+}
+
+impl Section {
+    fn of(first: Option<&str>) -> Section {
+        match first {
+            Some("Header") => Section::Header,
+            Some("Body") => Section::Body,
+            _ => Section::Outside,
         }
     }
 }
@@ -624,7 +654,10 @@ impl<'i> Scopes<'i> {
         element: &str,
         limits: &Limits,
         keep: bool,
-    ) -> Result<Vec<RawAttr<'e>>, EnvelopeError> {
+    ) -> Result<Vec<RawAttr<'e>>, EnvelopeError>
+    where
+        'i: 'e,
+    {
         let mut out = Vec::new();
         for (count, attr) in e.attributes().enumerate() {
             if count >= limits.max_attributes {
@@ -637,7 +670,7 @@ impl<'i> Scopes<'i> {
                 at: 0,
                 reason: format!("attribute of '{element}': {err}"),
             })?;
-            let key = std::str::from_utf8(attr.key.into_inner()).map_err(|_| EnvelopeError::NotUtf8)?;
+            let key = input_slice_bytes(self.text, attr.key.into_inner()).ok_or(EnvelopeError::NotUtf8)?;
             if key.len() > limits.max_name_length {
                 return Err(EnvelopeError::NameTooLong(limits.max_name_length));
             }
@@ -648,7 +681,6 @@ impl<'i> Scopes<'i> {
             if key == "xmlns" {
                 self.declare("", &value);
             } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-                let prefix = input_slice(self.text, prefix).ok_or(EnvelopeError::NotUtf8)?;
                 self.declare(prefix, &value);
             } else if keep {
                 let (prefix, local) = key.split_once(':').unwrap_or(("", key));
@@ -659,6 +691,9 @@ impl<'i> Scopes<'i> {
     }
 
     fn resolve_attributes<'a>(&'a self, raw: Vec<RawAttr<'a>>) -> Result<Vec<Attr<'a>>, EnvelopeError> {
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
         raw.into_iter()
             .map(|a| {
                 let ns = if a.prefix.is_empty() {
@@ -675,10 +710,11 @@ impl<'i> Scopes<'i> {
     }
 }
 
-/// `part`, a slice of the request held by a borrowed event, as a slice of the request itself.
-fn input_slice<'i>(text: &'i str, part: &str) -> Option<&'i str> {
+/// `part`, bytes of the request held by a borrowed event, as a slice of the request itself
+/// (already checked as UTF-8, so no second check).
+fn input_slice_bytes<'i>(text: &'i str, part: &[u8]) -> Option<&'i str> {
     let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    text.get(start..start + part.len()).filter(|s| *s == part)
+    text.get(start..start.checked_add(part.len())?)
 }
 
 struct Capture {

@@ -286,6 +286,21 @@ fn translate_pattern(p: &str) -> String {
 }
 
 impl Facets {
+    /// Whether there is no facet at all (most types): then there is nothing to check.
+    pub fn is_empty(&self) -> bool {
+        self.enumeration.is_none()
+            && self.patterns.is_empty()
+            && self.length.is_none()
+            && self.min_length.is_none()
+            && self.max_length.is_none()
+            && self.min_inclusive.is_none()
+            && self.max_inclusive.is_none()
+            && self.min_exclusive.is_none()
+            && self.max_exclusive.is_none()
+            && self.total_digits.is_none()
+            && self.fraction_digits.is_none()
+    }
+
     /// Checks a value (already known to be lexically valid for `base`) against the facets.
     pub fn check(&self, base: Builtin, value: &str) -> Result<(), String> {
         let v = if base.collapses() { trim_xml(value) } else { value };
