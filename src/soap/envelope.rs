@@ -232,6 +232,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     let mut section = Section::Outside;
     let session_section = Section::of(plan.session.first().map(String::as_str));
     let requester_section = Section::of(plan.requester.and_then(|p| p.first()).map(String::as_str));
+    let body_paths = session_section == Section::Body || requester_section == Section::Body;
 
     loop {
         let before = reader.buffer_position() as usize;
@@ -251,6 +252,63 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
             }
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
+            // Inside the operation element, when neither the requester nor the session element
+            // lies in the Body (the usual case): only limits, namespaces and the validator apply.
+            Event::Start(ref e) | Event::Empty(ref e)
+                if stack.len() >= 3 && section == Section::Body && !body_paths =>
+            {
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(EnvelopeError::TooManyElements(limits.max_elements));
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(EnvelopeError::TooDeep(limits.max_depth));
+                }
+                text_len = 0;
+                let qname = tag_name(text, before, e.name().as_ref())?;
+                if qname.len() > limits.max_name_length {
+                    return Err(EnvelopeError::NameTooLong(limits.max_name_length));
+                }
+                let (prefix, local) = qname.split_once(':').map_or(("", qname), |(p, l)| (p, l));
+                scopes.open();
+                let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
+                let raw_attrs =
+                    if has_attributes { scopes.read_attributes(e, local, limits, true)? } else { Vec::new() };
+                let ns = scopes.element(prefix).ok_or_else(|| EnvelopeError::Malformed {
+                    at: before as u64,
+                    reason: format!("undeclared namespace prefix '{prefix}'"),
+                })?;
+                if let Some(v) = validator.as_mut() {
+                    let attrs = scopes.resolve_attributes(raw_attrs)?;
+                    let resolve = |value: &str| scopes.qname_value(value);
+                    v.start(ns.unwrap_or_default(), local, &attrs, &resolve).map_err(EnvelopeError::Invalid)?;
+                    if matches!(event, Event::Empty(_)) {
+                        v.end().map_err(EnvelopeError::Invalid)?;
+                    }
+                }
+                if matches!(event, Event::Empty(_)) {
+                    scopes.close();
+                } else {
+                    stack.push(local);
+                    stack_ns.push(None);
+                }
+            }
+            Event::End(_) if stack.len() >= 4 && section == Section::Body && !body_paths => {
+                text_len = 0;
+                if let Some(v) = validator.as_mut() {
+                    v.end().map_err(EnvelopeError::Invalid)?;
+                }
+                stack.pop();
+                stack_ns.pop();
+                scopes.close();
+            }
+            Event::Text(_) if stack.len() >= 3 && section == Section::Body && capture.is_none() => {
+                add_text(&mut text_len, after - before, limits)?;
+                if let Some(v) = validator.as_mut() {
+                    let raw = text.get(before..after).ok_or(EnvelopeError::NotUtf8)?;
+                    v.text(Cow::Borrowed(raw)).map_err(EnvelopeError::Invalid)?;
+                }
+            }
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
                 if ended {
