@@ -170,12 +170,17 @@ fn is_float(v: &str) -> bool {
     is_decimal(mantissa) && exponent.is_none_or(|e| parse_integer(e).is_some())
 }
 
+/// The number the first `n` characters of `s` spell (all digits), and what follows.
 fn digits(s: &str, n: usize) -> Option<(u32, &str)> {
-    let head = s.get(..n)?;
-    if !head.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let head = s.as_bytes().get(..n)?;
+    let mut value = 0u32;
+    for b in head {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
     }
-    Some((head.parse().ok()?, &s[n..]))
+    Some((value, s.get(n..)?))
 }
 
 /// `YYYY-MM-DD` (year may be longer); returns what follows.

@@ -54,30 +54,41 @@ enum Child {
     Wild(u32),
 }
 
-enum Frame<'i> {
-    Check {
-        ty: TypeId,
-        nil: bool,
-        path_len: usize,
-        children: Vec<Child>,
-        /// Repeats seen of each repeatable child, for the `[n]` in paths.
-        counts: Vec<(ElemId, u32)>,
-        /// Borrowed from the request while it arrives in one piece.
-        text: Cow<'i, str>,
-    },
-    /// Content nobody checks: `anyType`, skipped wildcards, unknown elements in lax mode.
-    Skip { path_len: usize },
+/// One open element. Its children are recorded on the validator's shared `children` stack from
+/// `children_start` on; its path is built only when a fault needs it.
+struct Frame<'i> {
+    kind: Kind,
+    repeatable: bool,
+    // u32 indices keep a frame small enough to move without a memcpy call.
+    ty: u32,
+    /// Its declaration, for the `[n]` of repeated elements in paths (`NO_DECL` when none).
+    decl: u32,
+    children_start: u32,
+    local: &'i str,
+    /// Borrowed from the request while it arrives in one piece.
+    text: Cow<'i, str>,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Check,
+    /// `xsi:nil="true"`: must stay empty.
+    Nil,
+    /// Content nobody checks: `anyType`, skipped wildcards, unknown elements in lax mode.
+    Skip,
+}
+
+const NO_DECL: u32 = u32::MAX;
 
 pub struct Validator<'s, 'i> {
     schema: &'s Schema,
     mode: Mode,
     frames: Vec<Frame<'i>>,
-    path: String,
+    children: Vec<Child>,
+    /// Where the operation element sits (`Body`).
+    base: &'static str,
     namespaces: Vec<String>,
     root: Root,
-    /// Children lists of closed elements, kept for reuse: one allocation per depth, not per element.
-    spare: Vec<Vec<Child>>,
 }
 
 /// What the operation element is checked as.
@@ -91,64 +102,81 @@ pub enum Root {
 type Resolve<'r> = &'r dyn Fn(&str) -> Option<QName>;
 
 impl<'s, 'i> Validator<'s, 'i> {
-    /// A validator for one operation element; `path` is where it sits (`Body`).
-    pub fn new(schema: &'s Schema, mode: Mode, root: Root, path: &str) -> Self {
+    /// A validator for one operation element; `base` is where it sits (`Body`).
+    pub fn new(schema: &'s Schema, mode: Mode, root: Root, base: &'static str) -> Self {
         Validator {
             schema,
             mode,
             frames: Vec::with_capacity(16),
-            path: path.to_owned(),
+            children: Vec::with_capacity(64),
+            base,
             namespaces: Vec::new(),
             root,
-            spare: Vec::new(),
         }
     }
 
+    /// The path of the open element: `Body/create/sObjects[2]/Name`.
+    fn path(&self) -> String {
+        let mut path = String::from(self.base);
+        for (i, frame) in self.frames.iter().enumerate() {
+            path.push('/');
+            path.push_str(frame.local);
+            if frame.repeatable && i > 0 {
+                let siblings =
+                    &self.children[self.frames[i - 1].children_start as usize..frame.children_start as usize];
+                let n = siblings.iter().filter(|c| matches!(c, Child::Elem(id) if *id as u32 == frame.decl)).count();
+                let _ = write!(path, "[{n}]");
+            }
+        }
+        path
+    }
+
     fn violation(&self, rule: impl Into<String>) -> Violation {
-        Violation { path: self.path.clone(), rule: rule.into() }
+        Violation { path: self.path(), rule: rule.into() }
+    }
+
+    fn push(&mut self, kind: Kind, ty: TypeId, decl: u32, repeatable: bool, local: &'i str) {
+        let children_start = self.children.len() as u32;
+        let ty = ty as u32;
+        self.frames.push(Frame { kind, repeatable, ty, decl, children_start, local, text: Cow::Borrowed("") });
     }
 
     /// An element `{ns}local` starts. `resolve` turns a QName value (`xsi:type`) into a name.
-    pub fn start(&mut self, ns: &str, local: &str, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
-        let path_len = self.path.len();
+    pub fn start(
+        &mut self,
+        ns: &str,
+        local: &'i str,
+        attrs: &[Attr<'_>],
+        resolve: Resolve<'_>,
+    ) -> Result<(), Violation> {
         let schema = self.schema;
-        // (declared type, nillable, position among same-named siblings when the element may repeat)
-        let (decl_ty, nillable, index) = match self.frames.last_mut() {
+        // (declared type, nillable, declaration, may repeat)
+        let (decl_ty, nillable, decl, repeatable) = match self.frames.last() {
             None => match self.root {
-                Root::Element(id) => (schema.elements[id].ty, schema.elements[id].nillable, None),
-                Root::Type(ty) => (ty, false, None),
+                Root::Element(id) => (schema.elements[id].ty, schema.elements[id].nillable, id as u32, false),
+                Root::Type(ty) => (ty, false, NO_DECL, false),
                 Root::Unchecked => return self.skip(local),
             },
-            Some(Frame::Skip { .. }) => return self.skip(local),
-            Some(Frame::Check { ty, nil, children, counts, .. }) => {
-                if *nil {
-                    return Err(self.violation(format!("element '{local}' is not allowed in a nil element")));
-                }
-                let (ty, mode) = (*ty, self.mode);
-                let not_allowed = |why: String| -> Option<String> { (mode == Mode::Strict).then_some(why) };
+            Some(Frame { kind: Kind::Skip, .. }) => return self.skip(local),
+            Some(Frame { kind: Kind::Nil, .. }) => {
+                return Err(self.violation(format!("element '{local}' is not allowed in a nil element")));
+            }
+            Some(&Frame { ty, .. }) => {
+                let ty = ty as TypeId;
+                let not_allowed = |why: String| -> Option<String> { (self.mode == Mode::Strict).then_some(why) };
                 let found = match &schema.types[ty] {
                     Type::Complex(ct) => match &ct.content {
                         Content::Any => None,
                         Content::Elements { .. } => match ct.children.get(ns, local) {
                             Some((id, repeatable)) => {
-                                children.push(Child::Elem(id));
-                                let index = repeatable.then(|| match counts.iter_mut().find(|(e, _)| *e == id) {
-                                    Some((_, n)) => {
-                                        *n += 1;
-                                        *n
-                                    }
-                                    None => {
-                                        counts.push((id, 1));
-                                        1
-                                    }
-                                });
-                                let decl = &schema.elements[id];
-                                Some(Ok((decl.ty, decl.nillable, index)))
+                                self.children.push(Child::Elem(id));
+                                let d = &schema.elements[id];
+                                Some(Ok((d.ty, d.nillable, id as u32, repeatable)))
                             }
                             None => match ct.wildcards.iter().find(|w| w.allows(ns)) {
                                 Some(w) => {
                                     let interned = intern(&mut self.namespaces, ns);
-                                    children.push(Child::Wild(interned));
+                                    self.children.push(Child::Wild(interned));
                                     let global = if w.process == Process::Skip {
                                         None
                                     } else {
@@ -158,7 +186,7 @@ impl<'s, 'i> Validator<'s, 'i> {
                                         (Process::Skip, _) | (Process::Lax, None) => None,
                                         (_, Some(id)) => {
                                             let d = &schema.elements[id];
-                                            Some(Ok((d.ty, d.nillable, None)))
+                                            Some(Ok((d.ty, d.nillable, NO_DECL, false)))
                                         }
                                         (Process::Strict, None) => Some(Err(format!(
                                             "element '{local}' matches a strict wildcard but no schema declares it"
@@ -185,13 +213,11 @@ impl<'s, 'i> Validator<'s, 'i> {
                 }
             }
         };
-        self.path.push('/');
-        self.path.push_str(local);
-        if let Some(n) = index {
-            let _ = write!(self.path, "[{n}]");
+        self.push(Kind::Check, decl_ty, decl, repeatable, local);
+        if attrs.is_empty() && !has_required_attributes(schema, decl_ty) {
+            return Ok(());
         }
         let mut ty = decl_ty;
-        let mut nil = false;
         for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
             match a.local {
                 "type" => {
@@ -212,24 +238,21 @@ impl<'s, 'i> Validator<'s, 'i> {
                     if !nillable {
                         return Err(self.violation("is not nillable but has xsi:nil=\"true\""));
                     }
-                    nil = true;
+                    if let Some(f) = self.frames.last_mut() {
+                        f.kind = Kind::Nil;
+                    }
                 }
                 _ => {}
             }
         }
-        if !attrs.is_empty() || has_required_attributes(schema, ty) {
-            self.check_attributes(ty, attrs)?;
+        if let Some(f) = self.frames.last_mut() {
+            f.ty = ty as u32;
         }
-        let children = self.spare.pop().unwrap_or_default();
-        self.frames.push(Frame::Check { ty, nil, path_len, children, counts: Vec::new(), text: Cow::Borrowed("") });
-        Ok(())
+        self.check_attributes(ty, attrs)
     }
 
-    fn skip(&mut self, local: &str) -> Result<(), Violation> {
-        let path_len = self.path.len();
-        self.path.push('/');
-        self.path.push_str(local);
-        self.frames.push(Frame::Skip { path_len });
+    fn skip(&mut self, local: &'i str) -> Result<(), Violation> {
+        self.push(Kind::Skip, 0, NO_DECL, false, local);
         Ok(())
     }
 
@@ -261,30 +284,28 @@ impl<'s, 'i> Validator<'s, 'i> {
     /// Text inside the current element.
     pub fn text(&mut self, text: Cow<'i, str>) -> Result<(), Violation> {
         let schema = self.schema;
-        let problem = match self.frames.last_mut() {
-            Some(Frame::Check { ty, nil, text: buf, .. }) => {
-                let blank = || is_blank(&text);
-                match &schema.types[*ty] {
-                    _ if *nil => (!blank()).then_some("a nil element must be empty"),
-                    Type::Simple(_) | Type::Complex(super::schema::ComplexType { content: Content::Text(_), .. }) => {
-                        if buf.is_empty() {
-                            *buf = text;
-                        } else {
-                            buf.to_mut().push_str(&text);
-                        }
-                        None
+        let Some(frame) = self.frames.last_mut() else { return Ok(()) };
+        let problem = match frame.kind {
+            Kind::Skip => None,
+            Kind::Nil => (!is_blank(&text)).then_some("a nil element must be empty"),
+            Kind::Check => match &schema.types[frame.ty as usize] {
+                Type::Simple(_) | Type::Complex(super::schema::ComplexType { content: Content::Text(_), .. }) => {
+                    if frame.text.is_empty() {
+                        frame.text = text;
+                    } else {
+                        frame.text.to_mut().push_str(&text);
                     }
-                    Type::Complex(ct) => match &ct.content {
-                        Content::Elements { mixed: false, .. } if !blank() => {
-                            Some("text is not allowed among child elements")
-                        }
-                        Content::Empty if !blank() => Some("text is not allowed: the element must be empty"),
-                        _ => None,
-                    },
-                    Type::Pending => None,
+                    None
                 }
-            }
-            _ => None,
+                Type::Complex(ct) => match &ct.content {
+                    Content::Elements { mixed: false, .. } if !is_blank(&text) => {
+                        Some("text is not allowed among child elements")
+                    }
+                    Content::Empty if !is_blank(&text) => Some("text is not allowed: the element must be empty"),
+                    _ => None,
+                },
+                Type::Pending => None,
+            },
         };
         match problem {
             Some(rule) => Err(self.violation(rule)),
@@ -294,20 +315,16 @@ impl<'s, 'i> Validator<'s, 'i> {
 
     /// The current element ends: its text or children are checked.
     pub fn end(&mut self) -> Result<(), Violation> {
-        let Some(frame) = self.frames.pop() else { return Ok(()) };
-        let (result, path_len) = match frame {
-            Frame::Skip { path_len } => (Ok(()), path_len),
-            Frame::Check { ty, nil, path_len, mut children, text, .. } => {
-                let result = if nil { Ok(()) } else { self.check_content(ty, &children, &text) };
-                children.clear();
-                self.spare.push(children);
-                (result, path_len)
+        let Some(frame) = self.frames.last() else { return Ok(()) };
+        if frame.kind == Kind::Check {
+            let children = &self.children[frame.children_start as usize..];
+            if let Err(rule) = self.check_content(frame.ty as TypeId, children, &frame.text) {
+                return Err(self.violation(rule));
             }
-        };
-        if let Err(rule) = result {
-            return Err(self.violation(rule));
         }
-        self.path.truncate(path_len);
+        if let Some(frame) = self.frames.pop() {
+            self.children.truncate(frame.children_start as usize);
+        }
         Ok(())
     }
 
