@@ -257,27 +257,10 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
             Event::Start(ref e) | Event::Empty(ref e)
                 if stack.len() >= 3 && section == Section::Body && !body_paths =>
             {
-                elements += 1;
-                if elements > limits.max_elements {
-                    return Err(EnvelopeError::TooManyElements(limits.max_elements));
-                }
-                if stack.len() >= limits.max_depth {
-                    return Err(EnvelopeError::TooDeep(limits.max_depth));
-                }
                 text_len = 0;
-                let qname = tag_name(text, before, e.name().as_ref())?;
-                if qname.len() > limits.max_name_length {
-                    return Err(EnvelopeError::NameTooLong(limits.max_name_length));
-                }
-                let (prefix, local) = qname.split_once(':').map_or(("", qname), |(p, l)| (p, l));
-                scopes.open();
-                let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
-                let raw_attrs =
-                    if has_attributes { scopes.read_attributes(e, local, limits, true)? } else { Vec::new() };
-                let ns = scopes.element(prefix).ok_or_else(|| EnvelopeError::Malformed {
-                    at: before as u64,
-                    reason: format!("undeclared namespace prefix '{prefix}'"),
-                })?;
+                let entry = Entry { text, before, depth: stack.len(), keep_attributes: true };
+                let (_, prefix, local, raw_attrs) = enter(&mut scopes, e, entry, &mut elements, limits)?;
+                let ns = scopes.element(prefix).unwrap_or(None);
                 if let Some(v) = validator.as_mut() {
                     let attrs = scopes.resolve_attributes(raw_attrs)?;
                     let resolve = |value: &str| scopes.qname_value(value);
@@ -317,34 +300,13 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 if capture.is_some() {
                     return Err(EnvelopeError::NotText(stack[1..].join("/")));
                 }
-                elements += 1;
-                if elements > limits.max_elements {
-                    return Err(EnvelopeError::TooManyElements(limits.max_elements));
-                }
                 text_len = 0;
-                // The name as a slice of the body itself, so the stack borrows the body, not the event.
-                let qname = tag_name(text, before, e.name().as_ref())?;
-                if qname.len() > limits.max_name_length {
-                    return Err(EnvelopeError::NameTooLong(limits.max_name_length));
-                }
-                let (prefix, local) = qname.split_once(':').map_or(("", qname), |(p, l)| (p, l));
                 let depth = stack.len();
-                if depth >= limits.max_depth {
-                    return Err(EnvelopeError::TooDeep(limits.max_depth));
-                }
                 let in_header_block = depth == 2 && section == Section::Header;
                 let in_body = depth >= 2 && section == Section::Body;
-                scopes.open();
-                let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
-                let raw_attrs = if has_attributes {
-                    scopes.read_attributes(e, local, limits, in_body || in_header_block)?
-                } else {
-                    Vec::new()
-                };
-                let ns = scopes.element(prefix).ok_or_else(|| EnvelopeError::Malformed {
-                    at: before as u64,
-                    reason: format!("undeclared namespace prefix '{prefix}'"),
-                })?;
+                let entry = Entry { text, before, depth, keep_attributes: in_body || in_header_block };
+                let (qname, prefix, local, raw_attrs) = enter(&mut scopes, e, entry, &mut elements, limits)?;
+                let ns = scopes.element(prefix).unwrap_or(None);
                 let attrs = scopes.resolve_attributes(raw_attrs)?;
                 match depth {
                     0 => {
@@ -556,6 +518,50 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         None => insertion(plan.session, session_prefix, header_end, body_start, env_prefix, wsdl),
     };
     Ok(Scan { version, operation, requester, slot })
+}
+
+/// Where a start tag is: the body, its offset, its depth; and whether its attributes are wanted.
+struct Entry<'i> {
+    text: &'i str,
+    before: usize,
+    depth: usize,
+    keep_attributes: bool,
+}
+
+/// What every start tag goes through: the element, depth and name limits; its name found in the
+/// body (so the stack borrows the body, not the event); its namespace scope opened and its
+/// attributes read, its prefix checked. Returns the qualified name, prefix and local name, and
+/// the attributes kept; `scopes.element(prefix)` is then the element's namespace.
+fn enter<'i: 'e, 'e>(
+    scopes: &mut Scopes<'i>,
+    e: &'e BytesStart<'_>,
+    at: Entry<'i>,
+    elements: &mut usize,
+    limits: &Limits,
+) -> Result<(&'i str, &'i str, &'i str, Vec<RawAttr<'e>>), EnvelopeError> {
+    *elements += 1;
+    if *elements > limits.max_elements {
+        return Err(EnvelopeError::TooManyElements(limits.max_elements));
+    }
+    let qname = tag_name(at.text, at.before, e.name().as_ref())?;
+    if qname.len() > limits.max_name_length {
+        return Err(EnvelopeError::NameTooLong(limits.max_name_length));
+    }
+    if at.depth >= limits.max_depth {
+        return Err(EnvelopeError::TooDeep(limits.max_depth));
+    }
+    let (prefix, local) = qname.split_once(':').map_or(("", qname), |(p, l)| (p, l));
+    scopes.open();
+    let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
+    let raw_attrs =
+        if has_attributes { scopes.read_attributes(e, local, limits, at.keep_attributes)? } else { Vec::new() };
+    if scopes.element(prefix).is_none() {
+        return Err(EnvelopeError::Malformed {
+            at: at.before as u64,
+            reason: format!("undeclared namespace prefix '{prefix}'"),
+        });
+    }
+    Ok((qname, prefix, local, raw_attrs))
 }
 
 fn add_text(len: &mut usize, more: usize, limits: &Limits) -> Result<(), EnvelopeError> {
