@@ -463,3 +463,64 @@ fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+// === the upstream refuses the session ===
+
+#[tokio::test]
+async fn fifty_requests_refused_by_the_upstream_share_one_renewal_and_replay_once() {
+    let h = Harness::start().await;
+    assert_eq!(h.soap11(&query(ALICE)).await.status, 200);
+    let first = h.sessions.tokens();
+    assert_eq!(first.len(), 1);
+    h.upstream.hold();
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let (http, url) =
+                (h.http.clone(), h.url(if i % 2 == 0 { "/services/Soap/u/58.0" } else { "/services/data/v58.0/x" }));
+            let soap = i % 2 == 0;
+            tokio::spawn(async move {
+                let req = if soap {
+                    http.post(url).header("content-type", "text/xml").body(query(ALICE))
+                } else {
+                    http.get(url).header("X-Requester", ALICE)
+                };
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    // All 50 reach the SaaS with the first token; then an admin ends that session there, so
+    // every one of them is answered INVALID_SESSION_ID.
+    wait_until("50 requests at the upstream", || h.upstream.arrived() == 51).await;
+    h.sessions.revoke(&first[0]);
+    h.idp.hold();
+    h.upstream.release();
+    // All 50 were refused and now wait on one renewal.
+    wait_until("50 refused requests waiting on one exchange", || {
+        h.app.store().stats().waiting == 50 && h.idp.requests() >= 2
+    })
+    .await;
+    h.idp.release();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(h.idp.issued(), 2, "the first token and exactly one renewal");
+    let got = h.upstream.received();
+    assert_eq!(got.len(), 1 + 50 + 50, "each refused request sent exactly once more");
+    assert_eq!(got.iter().filter(|r| r.subject.is_none()).count(), 50);
+    assert!(got[51..].iter().all(|r| r.subject.as_deref() == Some(ALICE_SUB)));
+}
+
+#[tokio::test]
+async fn a_second_refusal_reaches_the_caller_as_it_came() {
+    let h = Harness::start().await;
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    // The SaaS refuses every session now, the renewed one too.
+    h.upstream.refuse_all(true);
+    let a = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(a.body.contains("INVALID_SESSION_ID"), "{}", a.body);
+    assert_eq!(h.upstream.received().len(), 3, "first call, refused call, one replay");
+    assert_eq!(h.idp.issued(), 2);
+}

@@ -38,26 +38,33 @@ async fn no_secret_in_logs_responses_or_debug() {
     answers.push(h.soap11(&query(ALICE)).await);
     answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await);
     answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", "bob@corp.example.com")]).await);
-    // The upstream no longer knows alice's session: its fault comes back as it was.
-    let issued = h.sessions.tokens();
-    for t in &issued {
+    // The SaaS ends every session: the next requests renew theirs and are sent once more.
+    for t in &h.sessions.tokens() {
         h.sessions.revoke(t);
     }
     answers.push(h.soap11(&query(ALICE)).await);
     answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await);
     h.idp.refuse("carol@corp.example.com.sandbox");
     answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", "carol@corp.example.com")]).await);
+    // A SaaS that refuses even the renewed session: its fault comes back as it was.
+    h.upstream.refuse_all(true);
+    answers.push(h.soap11(&query(ALICE)).await);
+    h.upstream.refuse_all(false);
     h.idp.fail_with(Some(500));
     answers.push(h.soap11(&query("dave@corp.example.com")).await);
 
     assert_eq!(answers[0].status, 200);
-    assert_eq!(answers[3].status, 500, "revoked session: upstream's fault passed through");
-    assert!(answers[3].body.contains("INVALID_SESSION_ID"));
+    assert_eq!(answers[3].status, 200, "renewed and sent once more");
+    assert_eq!(answers[4].status, 200);
     assert_eq!(answers[5].status, 403);
+    assert_eq!(answers[6].status, 500, "second refusal passed through");
+    assert!(answers[6].body.contains("INVALID_SESSION_ID"));
 
     let assertions = h.idp.assertions();
-    assert_eq!(issued.len(), 2);
-    assert_eq!(assertions.len(), 3, "alice, bob, carol (dave never reached verification)");
+    let issued = h.idp.tokens();
+    // alice, bob, alice renewed, carol (refused), alice renewed again; dave never reached verification.
+    assert_eq!(assertions.len(), 5);
+    assert_eq!(issued.len(), 4);
     let pem = key_pem();
     let key_lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32).collect();
     assert!(!key_lines.is_empty());

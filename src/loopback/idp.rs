@@ -43,6 +43,7 @@ struct State {
     seen_jti: Mutex<HashSet<String>>,
     refused: Mutex<HashSet<String>>,
     assertions: Mutex<Vec<String>>,
+    tokens: Mutex<Vec<String>>,
     fail_status: Mutex<Option<u16>>,
     gate: watch::Sender<bool>,
     requests: AtomicUsize,
@@ -69,6 +70,7 @@ impl LoopbackIdp {
             seen_jti: Mutex::default(),
             refused: Mutex::default(),
             assertions: Mutex::default(),
+            tokens: Mutex::default(),
             fail_status: Mutex::default(),
             gate: watch::channel(true).0,
             requests: AtomicUsize::new(0),
@@ -109,6 +111,11 @@ impl LoopbackIdp {
     /// Every assertion received, verified or not.
     pub fn assertions(&self) -> Vec<String> {
         lock(&self.state.assertions).clone()
+    }
+
+    /// Every access token issued, live or not.
+    pub fn tokens(&self) -> Vec<String> {
+        lock(&self.state.tokens).clone()
     }
 
     /// Answer `invalid_grant` ("user hasn't approved this consumer") for this subject.
@@ -183,6 +190,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     }
     let token = format!("00DLOOPBACK0000001!{}", uuid::Uuid::new_v4().simple());
     state.sessions.insert(token.clone(), claims.sub.clone());
+    lock(&state.tokens).push(token.clone());
     state.issued.fetch_add(1, Ordering::SeqCst);
     let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let mut answer = json!({

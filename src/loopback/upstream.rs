@@ -37,6 +37,11 @@ struct State {
     /// Local name of the element that carries the session in a SOAP request.
     session_element: String,
     received: Mutex<Vec<Received>>,
+    /// Requests that reached the handler, answered or held.
+    arrived: std::sync::atomic::AtomicUsize,
+    gate: tokio::sync::watch::Sender<bool>,
+    /// Refuse every session, as a SaaS does whose sessions for the org were all revoked.
+    refuse_all: std::sync::atomic::AtomicBool,
 }
 
 /// A running loopback upstream. Dropping it stops it.
@@ -63,8 +68,14 @@ impl LoopbackUpstream {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state =
-            Arc::new(State { sessions, session_element: session_element.to_owned(), received: Mutex::default() });
+        let state = Arc::new(State {
+            sessions,
+            session_element: session_element.to_owned(),
+            received: Mutex::default(),
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+            gate: tokio::sync::watch::channel(true).0,
+            refuse_all: std::sync::atomic::AtomicBool::new(false),
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
         let handler = move |req| {
@@ -87,6 +98,25 @@ impl LoopbackUpstream {
         format!("{}://{}", self.scheme, self.addr)
     }
 
+    /// Hold every request before looking at it, until `release`.
+    pub fn hold(&self) {
+        self.state.gate.send_replace(false);
+    }
+
+    pub fn release(&self) {
+        self.state.gate.send_replace(true);
+    }
+
+    /// Answer every request as if its session were invalid (`false`: check sessions again).
+    pub fn refuse_all(&self, refuse: bool) {
+        self.state.refuse_all.store(refuse, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests that have reached the upstream, including those being held.
+    pub fn arrived(&self) -> usize {
+        self.state.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every request received so far, oldest first.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -94,6 +124,8 @@ impl LoopbackUpstream {
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+    state.arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _ = state.gate.subscribe().wait_for(|open| *open).await;
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let is_soap =
@@ -108,7 +140,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned)
     };
-    let subject = credential.as_deref().and_then(|t| state.sessions.subject_of(t));
+    let subject = credential
+        .as_deref()
+        .and_then(|t| state.sessions.subject_of(t))
+        .filter(|_| !state.refuse_all.load(std::sync::atomic::Ordering::SeqCst));
     state.received.lock().unwrap_or_else(|p| p.into_inner()).push(Received {
         method: parts.method.clone(),
         uri: parts.uri.clone(),

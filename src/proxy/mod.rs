@@ -5,6 +5,7 @@
 pub mod error;
 pub mod forward;
 pub mod respond;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,17 +138,15 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let body = read_body(body, self.config.max_body).await?;
         let route = ctx.route;
-        let provider = &route.provider;
-        match &route.protocol {
+        let (requester_text, inject) = match &route.protocol {
             Protocol::Soap { wsdl, requester, session, validation } => {
                 let from_element = match requester {
                     Requester::Element(path) => Some(path.as_slice()),
                     Requester::Header(_) => None,
                 };
-                let mut parts = parts;
                 let body = match envelope::to_utf8(&body) {
                     Ok(None) => body,
                     Ok(Some(utf8)) => {
@@ -169,69 +168,72 @@ impl App {
                     ProxyError::Envelope(e)
                 })?;
                 ctx.soap = Some(scan.version);
-                let slot = scan.slot.as_ref().map_err(|e| ProxyError::Envelope(e.clone()))?;
-                let requester_text = match requester {
-                    Requester::Element(path) => scan.requester.clone().ok_or_else(|| {
-                        ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
-                    })?,
-                    Requester::Header(name) => header_text(&parts.headers, name)?,
+                let slot = scan.slot.map_err(ProxyError::Envelope)?;
+                let (requester_text, strip) = match requester {
+                    Requester::Element(path) => {
+                        let text = scan.requester.ok_or_else(|| {
+                            ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
+                        })?;
+                        (text, None)
+                    }
+                    Requester::Header(name) => (header_text(&parts.headers, name)?, Some(name)),
                 };
-                let strip = match requester {
-                    Requester::Header(name) => Some(name),
-                    Requester::Element(_) => None,
-                };
-                let subject = self.config.subjects.subject_for(&requester_text)?;
-                ctx.subject = Some(subject.clone());
-                let token = self.get_token(provider, subject).await?;
-                let rewritten = Bytes::from(envelope::rewrite(&body, slot, session, token.access_token.expose()));
                 let headers = forward::request_headers(&parts.headers, strip);
-                let url = self.upstream_url(route, &token, &parts.uri)?;
-                forward::send(&self.upstream, parts.method, url, headers, rewritten, self.config.upstream_timeout)
-                    .await
-                    .map_err(ProxyError::Upstream)
+                (requester_text, Inject::Soap { body, slot, session, headers })
             }
             Protocol::Rest { requester_header } => {
                 let requester_text = header_text(&parts.headers, requester_header)?;
-                let subject = self.config.subjects.subject_for(&requester_text)?;
-                ctx.subject = Some(subject.clone());
-                let token = self.get_token(provider, subject).await?;
-                let mut headers = forward::request_headers(&parts.headers, Some(requester_header));
-                let bearer =
-                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())).map_err(|_| {
-                        ProxyError::Token {
-                            subject: ctx.subject.clone().unwrap_or_default(),
-                            source: crate::token::TokenError::BadResponse(
-                                "access_token is not a valid header value".into(),
-                            ),
-                        }
-                    })?;
-                let mut bearer = bearer;
-                bearer.set_sensitive(true);
-                headers.insert(header::AUTHORIZATION, bearer);
-                let url = self.upstream_url(route, &token, &parts.uri)?;
-                forward::send(&self.upstream, parts.method, url, headers, body, self.config.upstream_timeout)
-                    .await
-                    .map_err(ProxyError::Upstream)
+                let headers = forward::request_headers(&parts.headers, Some(requester_header));
+                (requester_text, Inject::Rest { body, headers })
             }
+        };
+        let subject = self.config.subjects.subject_for(&requester_text)?;
+        ctx.subject = Some(subject.clone());
+        let provider = &route.provider;
+        let key = token_key(provider, &subject);
+        let mut token = self.get_token(provider, &key).await?;
+        let mut replayed = false;
+        loop {
+            let (headers, body) = inject.with(&token, &subject)?;
+            let url = self.upstream_url(route, &token, &parts.uri)?;
+            let response =
+                forward::send(&self.upstream, parts.method.clone(), url, headers, body, self.config.upstream_timeout)
+                    .await
+                    .map_err(ProxyError::Upstream)?;
+            if replayed {
+                // Never a second replay: the caller sees this answer as it came.
+                return Ok(response);
+            }
+            let (refused, response) = session::refused(response, ctx.soap.is_some()).await;
+            if !refused {
+                return Ok(response);
+            }
+            tracing::info!(
+                request_id = %ctx.request_id,
+                route = %route.name,
+                subject = %subject,
+                "Upstream refused the session; renewing it and sending the request once more."
+            );
+            self.store.invalidate(&key, &token);
+            token = self.get_token(provider, &key).await?;
+            replayed = true;
         }
     }
 
-    /// The token for `(provider, subject)`: from the store, or one exchange shared by all who wait.
+    /// The token for `key`: from the store, or one exchange shared by all who wait.
     async fn get_token(
         &self,
         provider: &Arc<crate::token::provider::Provider>,
-        subject: String,
+        key: &TokenKey,
     ) -> Result<Arc<Token>, ProxyError> {
-        let key = TokenKey {
-            provider: provider.name.clone(),
-            subject: subject.as_str().into(),
-            scope: provider.scope.clone(),
-        };
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
-        let fetch_subject = subject.clone();
+        let fetch_subject = key.subject.clone();
         let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
-        self.store.get_or_fetch(&key, fetch).await.map_err(|source| ProxyError::Token { subject, source })
+        self.store
+            .get_or_fetch(key, fetch)
+            .await
+            .map_err(|source| ProxyError::Token { subject: key.subject.to_string(), source })
     }
 
     fn upstream_url(&self, route: &Route, token: &Token, uri: &http::Uri) -> Result<url::Url, ProxyError> {
@@ -272,6 +274,44 @@ fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Result<String, P
         .to_str()
         .map(str::to_owned)
         .map_err(|_| ProxyError::MissingRequester(format!("header {name} is not visible ASCII")))
+}
+
+/// What a token is stored under for this provider and subject.
+fn token_key(provider: &crate::token::provider::Provider, subject: &str) -> TokenKey {
+    TokenKey { provider: provider.name.clone(), subject: subject.into(), scope: provider.scope.clone() }
+}
+
+/// How the token goes into the request, per protocol: what a replay needs to do it again.
+enum Inject<'r> {
+    Soap { body: Bytes, slot: envelope::Slot, session: &'r [String], headers: HeaderMap },
+    Rest { body: Bytes, headers: HeaderMap },
+}
+
+impl Inject<'_> {
+    /// The headers and body to send with `token`.
+    fn with(&self, token: &Token, subject: &str) -> Result<(HeaderMap, Bytes), ProxyError> {
+        match self {
+            Inject::Soap { body, slot, session, headers } => {
+                let rewritten = envelope::rewrite(body, slot, session, token.access_token.expose());
+                Ok((headers.clone(), Bytes::from(rewritten)))
+            }
+            Inject::Rest { body, headers } => {
+                let mut bearer =
+                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())).map_err(|_| {
+                        ProxyError::Token {
+                            subject: subject.to_owned(),
+                            source: crate::token::TokenError::BadResponse(
+                                "access_token is not a valid header value".into(),
+                            ),
+                        }
+                    })?;
+                bearer.set_sensitive(true);
+                let mut headers = headers.clone();
+                headers.insert(header::AUTHORIZATION, bearer);
+                Ok((headers, body.clone()))
+            }
+        }
+    }
 }
 
 /// The action a SOAP request names: SOAP 1.2's `action` media-type parameter, or SOAP 1.1's
