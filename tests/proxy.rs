@@ -297,16 +297,69 @@ async fn idp_invalid_grant_is_403_with_the_idp_words() {
     assert_eq!(a.json()["idp_error_description"], "user hasn't approved this consumer");
     let s = h.soap11(&query(ALICE)).await;
     assert_soap11_fault(&s, "subject_refused", "invalid_grant (user hasn't approved this consumer)");
-    // Errors are not stored: each request asked again (and the endpoint said no again).
+    // The refusal is remembered for refused_ttl (default 60 s): the second answer came from memory.
+    assert_eq!(h.idp.requests(), 1);
+    for _ in 0..10 {
+        assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 403);
+    }
+    assert_eq!(h.idp.requests(), 1, "a refused user does not turn requests into exchanges");
+    // Once the memory lapses the endpoint is asked again; another subject was never affected.
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 403);
     assert_eq!(h.idp.requests(), 2);
-    assert!(h.upstream.received().is_empty());
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", "bob@corp.example.com")]).await.status, 200);
+    assert_eq!(h.upstream.received().len(), 1);
+}
+
+#[tokio::test]
+async fn idp_retry_after_is_honoured_and_the_breaker_opens_and_closes() {
+    let h = Harness::with(Setup {
+        config: |p| {
+            default_config(p)
+                .replace("retry_deadline = \"1s\"", "retry_deadline = \"5s\"")
+                .replace("breaker_failures = 1000", "breaker_failures = 3\nbreaker_cooldown = \"30s\"")
+        },
+        ..Setup::default()
+    })
+    .await;
+    // 429 with Retry-After: 1 once, then a token: the request waits it out and succeeds.
+    h.idp.fail_times(1, 429, Some(1));
+    let started = std::time::Instant::now();
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    assert_eq!(h.idp.requests(), 2);
+
+    // The endpoint fails every attempt: after 3 the breaker opens and new exchanges fail fast.
+    h.idp.fail_with(Some(503));
+    let a = h.get("/services/data/v58.0/x", &[("X-Requester", "bob@corp.example.com")]).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    let asked = h.idp.requests();
+    assert_eq!(asked, 2 + 3, "three attempts, then the breaker opened");
+    let fast = h.get("/services/data/v58.0/x", &[("X-Requester", "carol@corp.example.com")]).await;
+    assert_eq!(fast.status, 503);
+    assert!(fast.json()["detail"].as_str().unwrap().contains("new exchanges pause"), "{}", fast.body);
+    let wait: u64 = fast.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert_eq!(h.idp.requests(), asked, "no attempt while open");
+    // Subjects with a valid token keep flowing during the outage.
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+
+    // After the cool-down one probe goes through; the endpoint is back, so the breaker closes.
+    h.idp.fail_with(None);
+    h.clock.advance(Duration::from_secs(31));
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", "carol@corp.example.com")]).await.status, 200);
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", "dave@corp.example.com")]).await.status, 200);
+    assert_eq!(h.idp.requests(), asked + 2);
 }
 
 #[tokio::test]
 async fn idp_down_or_failing() {
     let h = Harness::start().await;
     h.idp.fail_with(Some(500));
-    assert_problem(&h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await, 502, "idp_error", "HTTP 500");
+    let a = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_problem(&a, 503, "idp_unavailable", "HTTP 500");
+    assert!(a.headers.contains_key("retry-after"));
+    assert!(h.idp.requests() >= 2, "retried within the deadline");
     h.idp.fail_with(Some(503));
     let s = h.soap11(&query(ALICE)).await;
     assert_eq!(s.status, 500);

@@ -401,6 +401,14 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             scope: p.scope.as_deref().map(Into::into),
             session_lifetime: p.session_lifetime.get_ref().0,
             renew_before: p.renew_before.get_ref().0,
+            policy: crate::token::resilience::Policy {
+                deadline: p.retry_deadline.get_ref().0,
+                breaker_failures: p.breaker_failures.max(1),
+                breaker_cooldown: p.breaker_cooldown.get_ref().0,
+                refused_ttl: p.refused_ttl.get_ref().0,
+            },
+            breaker: Default::default(),
+            refusals: Default::default(),
         }));
     }
     let mut wsdls: Vec<(PathBuf, Arc<Wsdl>)> = Vec::new();

@@ -123,9 +123,21 @@ pub struct RawProvider {
     /// Renew this long before expiry. Default 5 m.
     #[serde(default = "default_renew_before")]
     pub renew_before: Spanned<HumanDuration>,
-    /// Time allowed for one token exchange. Default 10 s.
+    /// Time allowed for one token exchange attempt. Default 10 s.
     #[serde(default = "default_token_timeout")]
     pub timeout: Spanned<HumanDuration>,
+    /// Time allowed for an exchange, retries and their waits included. Default 10 s.
+    #[serde(default = "default_retry_deadline")]
+    pub retry_deadline: Spanned<HumanDuration>,
+    /// Consecutive failed attempts that open the circuit breaker. Default 5.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the breaker fails new exchanges fast before one probe. Default 30 s.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Spanned<HumanDuration>,
+    /// How long an `invalid_grant` for a subject is answered without asking again. Default 60 s.
+    #[serde(default = "default_refused_ttl")]
+    pub refused_ttl: Spanned<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +233,19 @@ fn default_renew_before() -> Spanned<HumanDuration> {
 }
 fn default_token_timeout() -> Spanned<HumanDuration> {
     spanned_default(Duration::from_secs(10))
+}
+
+fn default_retry_deadline() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(10))
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(30))
+}
+fn default_refused_ttl() -> Spanned<HumanDuration> {
+    spanned_default(Duration::from_secs(60))
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -45,6 +45,8 @@ struct State {
     assertions: Mutex<Vec<String>>,
     tokens: Mutex<Vec<String>>,
     fail_status: Mutex<Option<u16>>,
+    /// (times left, status, Retry-After) for `fail_times`.
+    fail_next: Mutex<(usize, u16, Option<u64>)>,
     gate: watch::Sender<bool>,
     requests: AtomicUsize,
     issued: AtomicUsize,
@@ -72,6 +74,7 @@ impl LoopbackIdp {
             assertions: Mutex::default(),
             tokens: Mutex::default(),
             fail_status: Mutex::default(),
+            fail_next: Mutex::new((0, 0, None)),
             gate: watch::channel(true).0,
             requests: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
@@ -128,6 +131,11 @@ impl LoopbackIdp {
         *lock(&self.state.fail_status) = status;
     }
 
+    /// Answer the next `times` requests with `status` (and `Retry-After`, if given), then normally.
+    pub fn fail_times(&self, times: usize, status: u16, retry_after: Option<u64>) {
+        *lock(&self.state.fail_next) = (times, status, retry_after);
+    }
+
     /// Hold every answer until `release`.
     pub fn hold(&self) {
         self.state.gate.send_replace(false);
@@ -150,6 +158,18 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     let mut gate = state.gate.subscribe();
     let _ = gate.wait_for(|open| *open).await;
+    {
+        let mut next = lock(&state.fail_next);
+        if next.0 > 0 {
+            next.0 -= 1;
+            let status = StatusCode::from_u16(next.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = respond(status, "application/json", r#"{"error":"temporarily_unavailable"}"#);
+            if let Some(seconds) = next.2 {
+                r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+            }
+            return r;
+        }
+    }
     if let Some(status) = *lock(&state.fail_status) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return respond(status, "text/html", "<html><body>maintenance</body></html>");

@@ -40,7 +40,9 @@ pub fn classify(err: &ProxyError) -> Classified {
             }
             // Any other refusal means our client registration is wrong: the operator's problem.
             TokenError::Rejected { .. } => (StatusCode::BAD_GATEWAY, Server, "idp_refused_client"),
-            TokenError::Unreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable"),
+            TokenError::Unreachable(_) | TokenError::Unavailable { .. } | TokenError::RetryAfter { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable")
+            }
             TokenError::Status(s) if *s == 503 || *s == 429 => {
                 (StatusCode::SERVICE_UNAVAILABLE, Server, "idp_unavailable")
             }
@@ -92,9 +94,22 @@ pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &
     };
     let mut response = Response::new(super::full(Bytes::from(body)));
     *response.status_mut() = status;
+    if let Some(seconds) = retry_after(err) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", id);
     }
     response
+}
+
+/// When a caller may try again, for the answers that say so (`Retry-After`, in seconds).
+fn retry_after(err: &ProxyError) -> Option<u64> {
+    match err {
+        ProxyError::Token { source: TokenError::Unavailable { retry_after, .. }, .. } => Some(*retry_after),
+        ProxyError::Token { source: TokenError::RetryAfter { seconds, .. }, .. } => Some(*seconds),
+        ProxyError::Token { source: TokenError::Unreachable(_), .. } => Some(5),
+        _ => None,
+    }
 }

@@ -92,9 +92,21 @@ impl TokenClient {
             .await
             .map_err(|e| TokenError::Unreachable(describe(&e)))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = read_limited(response).await?;
         if status.is_success() {
             return parse_granted(&body);
+        }
+        // Busy or failing, whatever the body says: worth another attempt.
+        if status == 429 || status.is_server_error() {
+            return Err(match retry_after {
+                Some(seconds) => TokenError::RetryAfter { status: status.as_u16(), seconds },
+                None => TokenError::Status(status.as_u16()),
+            });
         }
         match serde_json::from_slice::<RawError>(&body) {
             Ok(err) if status.is_client_error() => Err(TokenError::Rejected {

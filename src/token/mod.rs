@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod client;
 pub mod provider;
+pub mod resilience;
 pub mod store;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub enum TokenError {
     Unreachable(String),
     #[error("token endpoint answered HTTP {0}")]
     Status(u16),
+    #[error("token endpoint answered HTTP {status} and asked to retry after {seconds} s")]
+    RetryAfter { status: u16, seconds: u64 },
+    #[error("token endpoint unavailable ({reason}); retry after {retry_after} s")]
+    Unavailable { reason: String, retry_after: u64 },
     #[error("token endpoint answer not understood: {0}")]
     BadResponse(String),
     #[error("cannot sign the assertion: {0}")]

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
 use super::assertion::Signer;
 use super::client::TokenClient;
+use super::resilience::{self, Admit, Breaker, Policy, Refusals};
 use super::{Token, TokenError};
 use crate::clock::Clock;
 
@@ -19,11 +22,56 @@ pub struct Provider {
     pub session_lifetime: Duration,
     /// Renew this long before expiry.
     pub renew_before: Duration,
+    pub policy: Policy,
+    pub breaker: Breaker,
+    pub refusals: Refusals,
 }
 
 impl Provider {
-    /// Signs a fresh assertion for `subject` and exchanges it.
+    /// A token for `subject`: retried with backoff inside the policy's deadline, refused fast
+    /// while the breaker is open, and answered from memory for a subject recently refused.
     pub async fn fetch(&self, subject: &str, clock: &Clock) -> Result<Token, TokenError> {
+        if let Some(refused) = self.refusals.get(subject, clock.now()) {
+            return Err(refused);
+        }
+        let deadline = Instant::now() + self.policy.deadline;
+        let mut attempt = 0u32;
+        loop {
+            if let Admit::Refuse(wait) = self.breaker.admit(clock.now()) {
+                return Err(TokenError::Unavailable {
+                    reason: "the token endpoint failed repeatedly; new exchanges pause".into(),
+                    retry_after: wait.as_secs().max(1),
+                });
+            }
+            let error = match self.exchange(subject, clock).await {
+                Ok(token) => {
+                    self.breaker.success();
+                    return Ok(token);
+                }
+                Err(e) => e,
+            };
+            let Some(asked) = resilience::retryable(&error) else {
+                if let TokenError::Rejected { error: code, .. } = &error {
+                    // The endpoint works; it refuses this subject.
+                    self.breaker.success();
+                    if code == "invalid_grant" {
+                        self.refusals.remember(subject, error.clone(), clock.now() + self.policy.refused_ttl);
+                    }
+                }
+                return Err(error);
+            };
+            self.breaker.failure(clock.now(), &self.policy);
+            let wait = asked.unwrap_or_else(|| resilience::backoff(attempt));
+            if Instant::now() + wait >= deadline {
+                return Err(TokenError::Unavailable { reason: error.to_string(), retry_after: wait.as_secs().max(1) });
+            }
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt: a fresh assertion (new `jti`), one exchange.
+    async fn exchange(&self, subject: &str, clock: &Clock) -> Result<Token, TokenError> {
         let assertion = self.signer.sign(subject)?;
         let granted = self.client.exchange(&assertion, self.scope.as_deref()).await?;
         let received = clock.now();

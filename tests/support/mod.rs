@@ -56,6 +56,9 @@ client_id = "{CLIENT_ID}"
 audience = "{AUDIENCE}"
 private_key = "test.key"
 kid = "test-key-1"
+# Short, so that tests of a failing endpoint end quickly; the breaker has its own test.
+retry_deadline = "1s"
+breaker_failures = 1000
 
 [[routes]]
 name = "sf-soap"
