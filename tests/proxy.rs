@@ -577,3 +577,51 @@ async fn a_second_refusal_reaches_the_caller_as_it_came() {
     assert_eq!(h.upstream.received().len(), 3, "first call, refused call, one replay");
     assert_eq!(h.idp.issued(), 2);
 }
+
+#[tokio::test]
+async fn steady_state_over_five_lifetimes_no_request_waits_on_an_exchange() {
+    // Okta-like: expires_in 600 s, renewal from 300 s on (renew_before 5 m, never before half).
+    let h = Harness::with(Setup { expires_in: Some(600), ..Setup::default() }).await;
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert_eq!(h.app.store().stats().waited, 1, "only the very first request waits");
+    for _ in 0..50 {
+        h.clock.advance(Duration::from_secs(60));
+        assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+        wait_until("renewal done", || h.app.store().stats().exchanges_in_flight == 0).await;
+    }
+    let stats = h.app.store().stats();
+    assert_eq!(stats.waited, 1, "3000 s = 5 lifetimes later, still only the first request waited");
+    assert!(h.idp.issued() >= 10, "renewed about every 300 s: {}", h.idp.issued());
+    assert!(h.upstream.received().iter().all(|r| r.subject.as_deref() == Some(ALICE_SUB)), "no expired token was sent");
+}
+
+#[tokio::test]
+async fn an_idp_outage_stops_no_request_whose_subject_has_a_token() {
+    let h = Harness::start().await;
+    let users: Vec<String> = (0..20).map(|i| format!("user{i}@corp.example.com")).collect();
+    for u in &users {
+        assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", u)]).await.status, 200);
+    }
+    h.idp.fail_with(Some(503));
+    let before = h.idp.requests();
+    // A minute of outage, in steps, with all 20 users calling.
+    let mut failed = 0;
+    for step in 0..60 {
+        h.clock.advance(Duration::from_secs(1));
+        let u = &users[step % users.len()];
+        let soap = h.soap11(&query(u)).await;
+        let rest = h.get("/services/data/v58.0/x", &[("X-Requester", u)]).await;
+        failed += usize::from(soap.status != 200) + usize::from(rest.status != 200);
+    }
+    assert_eq!(failed, 0);
+    assert_eq!(h.idp.requests(), before, "no exchange was needed");
+    // A new user gets a clear 503 within the retry deadline (1 s in the test config).
+    let started = std::time::Instant::now();
+    let newcomer = h.get("/services/data/v58.0/x", &[("X-Requester", "new@corp.example.com")]).await;
+    assert_eq!(newcomer.status, 503, "{}", newcomer.body);
+    assert!(newcomer.headers.contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The endpoint is back: the next request for the new user succeeds.
+    h.idp.fail_with(None);
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", "new@corp.example.com")]).await.status, 200);
+}

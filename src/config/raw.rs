@@ -81,6 +81,9 @@ pub struct RawServer {
     pub upstream_timeout: Duration,
     /// Most tokens kept in memory; the least recently used goes first. Default 100 000.
     pub max_tokens: u64,
+    /// A token not used for this long is dropped (its subject is idle). Default 1 h.
+    #[serde(deserialize_with = "duration")]
+    pub token_idle: Duration,
 }
 
 impl Default for RawServer {
@@ -91,6 +94,7 @@ impl Default for RawServer {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(120),
             max_tokens: 100_000,
+            token_idle: Duration::from_secs(3600),
         }
     }
 }

@@ -57,7 +57,8 @@ impl App {
     /// An app whose token expiry is measured on `clock` (tests advance it).
     pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
         let upstream = forward::client(config.upstream_connect_timeout, &config.extra_roots)?;
-        let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new(config.max_tokens, clock.clone()));
+        let store: Arc<dyn TokenStore> =
+            Arc::new(MemoryStore::new(config.max_tokens, config.token_idle, clock.clone()));
         Ok(App { config: Arc::new(config), store, upstream, clock })
     }
 

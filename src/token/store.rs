@@ -27,6 +27,8 @@ pub struct StoreStats {
     pub exchanges_in_flight: usize,
     /// Requests now waiting for an exchange to finish.
     pub waiting: usize,
+    /// Requests that ever had to wait for an exchange (the rest were served from the store).
+    pub waited: u64,
 }
 
 pub trait TokenStore: Send + Sync + fmt::Debug {
@@ -51,6 +53,7 @@ struct Inner {
     clock: Clock,
     started: AtomicU64,
     waiting: AtomicUsize,
+    waited: AtomicU64,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -60,14 +63,16 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn new(max_tokens: u64, clock: Clock) -> MemoryStore {
+    /// At most `max_tokens` tokens; one unused for `idle` is dropped.
+    pub fn new(max_tokens: u64, idle: std::time::Duration, clock: Clock) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
-                tokens: moka::sync::Cache::builder().max_capacity(max_tokens).build(),
+                tokens: moka::sync::Cache::builder().max_capacity(max_tokens).time_to_idle(idle).build(),
                 inflight: Mutex::new(HashMap::new()),
                 clock,
                 started: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
+                waited: AtomicU64::new(0),
             }),
         }
     }
@@ -141,6 +146,7 @@ impl TokenStore for MemoryStore {
         };
         async move {
             self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+            self.inner.waited.fetch_add(1, Ordering::Relaxed);
             let _waiting = Waiting(&self.inner.waiting);
             running.await
         }
@@ -159,6 +165,7 @@ impl TokenStore for MemoryStore {
             exchanges_started: self.inner.started.load(Ordering::Relaxed),
             exchanges_in_flight: lock(&self.inner.inflight).len(),
             waiting: self.inner.waiting.load(Ordering::Relaxed),
+            waited: self.inner.waited.load(Ordering::Relaxed),
         }
     }
 }
@@ -189,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_share_one_exchange_and_its_error() {
         let clock = Clock::default();
-        let store = MemoryStore::new(100, clock.clone());
+        let store = MemoryStore::new(100, std::time::Duration::from_secs(3600), clock.clone());
         let calls = Arc::new(AtomicUsize::new(0));
         let (release, gate) = tokio::sync::watch::channel(false);
         let k = key();
@@ -218,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn refresh_point_renews_in_background_and_expiry_waits() {
         let clock = Clock::default();
-        let store = MemoryStore::new(100, clock.clone());
+        let store = MemoryStore::new(100, std::time::Duration::from_secs(3600), clock.clone());
         let k = key();
         let n = Arc::new(AtomicUsize::new(0));
         let fetcher = |clock: Clock, n: Arc<AtomicUsize>| -> Fetch {
