@@ -116,6 +116,8 @@ pub async fn run() -> Result<String, String> {
             public_key: key.to_public_key(),
             instance_url: upstream.url(),
             expires_in: None,
+            client_secret: None,
+            session_seconds: 7200,
         },
         sessions.clone(),
     )

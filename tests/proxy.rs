@@ -625,3 +625,23 @@ async fn an_idp_outage_stops_no_request_whose_subject_has_a_token() {
     h.idp.fail_with(None);
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", "new@corp.example.com")]).await.status, 200);
 }
+
+#[tokio::test]
+async fn without_expires_in_the_introspected_exp_is_used_else_the_configured_lifetime() {
+    // The endpoint answers without expires_in; introspection says 900 s (session_lifetime is 2 h).
+    let h = Harness::with(Setup { introspection: true, ..Setup::default() }).await;
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert_eq!(h.idp.introspections(), 1);
+    h.clock.advance(Duration::from_secs(901));
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert_eq!(h.idp.issued(), 2, "expired after the introspected 900 s, not the configured 2 h");
+
+    // Introspection down: the configured 2 h applies.
+    h.idp.fail_introspection(true);
+    h.clock.advance(Duration::from_secs(901));
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert_eq!(h.idp.issued(), 3);
+    h.clock.advance(Duration::from_secs(901));
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    assert_eq!(h.idp.issued(), 3, "still valid: the configured lifetime was assumed");
+}

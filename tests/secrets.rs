@@ -33,7 +33,8 @@ async fn no_secret_in_logs_responses_or_debug() {
         .with_ansi(false)
         .init();
 
-    let h = Harness::start().await;
+    // With introspection, so the client secret is in play too.
+    let h = Harness::with(Setup { introspection: true, ..Setup::default() }).await;
     let mut answers = Vec::new();
     answers.push(h.soap11(&query(ALICE)).await);
     answers.push(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await);
@@ -87,6 +88,7 @@ async fn no_secret_in_logs_responses_or_debug() {
             let signature = a.rsplit('.').next().unwrap();
             assert!(!text.contains(signature), "assertion signature in {name}");
         }
+        assert!(!text.contains(CLIENT_SECRET), "client secret in {name}");
         for line in &key_lines {
             assert!(!text.contains(line), "private key material in {name}");
         }

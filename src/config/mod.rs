@@ -390,6 +390,10 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
                 continue;
             }
         };
+        let introspection = match introspector(p, base, &extra_roots, errors) {
+            Ok(i) => i,
+            Err(()) => continue,
+        };
         providers.push(Arc::new(Provider {
             name: p.name.get_ref().as_str().into(),
             signer: Signer {
@@ -410,6 +414,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             },
             breaker: Default::default(),
             refusals: Default::default(),
+            introspection,
         }));
     }
     let mut wsdls: Vec<(PathBuf, Arc<Wsdl>)> = Vec::new();
@@ -496,6 +501,46 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             max_text_length: raw.limits.max_text_length,
         },
     })
+}
+
+/// The provider's introspection client, if it has an introspection URL; its errors are reported.
+fn introspector(
+    p: &raw::RawProvider,
+    base: &Path,
+    extra_roots: &[reqwest::Certificate],
+    errors: &mut Errors<'_>,
+) -> Result<Option<crate::token::introspect::Introspector>, ()> {
+    let Some(url_field) = &p.introspection_url else { return Ok(None) };
+    let Some(url) = check_url(errors, url_field, "introspection_url") else { return Err(()) };
+    let Some(secret_field) = &p.client_secret_file else {
+        errors.at(url_field.span(), "introspection_url needs client_secret_file (the connected app's consumer secret)");
+        return Err(());
+    };
+    let path = base.join(secret_field.get_ref());
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => crate::secret::Secret::new(text.trim()),
+        Ok(_) => {
+            errors.at(secret_field.span(), format!("client_secret_file {} is empty", path.display()));
+            return Err(());
+        }
+        Err(e) => {
+            errors.at(secret_field.span(), format!("client_secret_file {}: cannot read: {e}", path.display()));
+            return Err(());
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(p.timeout.get_ref().0)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge(extra_roots.iter().cloned())
+        .build()
+        .map_err(|e| errors.at(url_field.span(), format!("cannot make an HTTP client: {e}")))?;
+    Ok(Some(crate::token::introspect::Introspector {
+        http,
+        url,
+        client_id: p.client_id.clone(),
+        secret,
+        auth: p.introspection_auth,
+    }))
 }
 
 #[cfg(test)]

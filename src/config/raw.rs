@@ -139,6 +139,16 @@ pub struct RawProvider {
     /// How long the breaker fails new exchanges fast before one probe. Default 30 s.
     #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown: Spanned<HumanDuration>,
+    /// RFC 7662 introspection endpoint, asked for the expiry when the token answer has no
+    /// `expires_in`. Default: none (then `session_lifetime` applies).
+    #[serde(default)]
+    pub introspection_url: Option<Spanned<String>>,
+    /// `"client_secret_basic"` (default) or `"client_secret_post"`.
+    #[serde(default)]
+    pub introspection_auth: crate::token::introspect::ClientAuth,
+    /// File holding the client secret for introspection (Salesforce: the consumer secret).
+    #[serde(default)]
+    pub client_secret_file: Option<Spanned<String>>,
     /// How long an `invalid_grant` for a subject is answered without asking again. Default 60 s.
     #[serde(default = "default_refused_ttl")]
     pub refused_ttl: Spanned<HumanDuration>,

@@ -34,6 +34,10 @@ pub struct IdpOptions {
     pub instance_url: String,
     /// Answer with `expires_in` (Okta-like) instead of none (Salesforce-like).
     pub expires_in: Option<u64>,
+    /// The client secret introspection requests must authenticate with (RFC 7662, at
+    /// `/services/oauth2/introspect`); tokens then report `exp` = issue time + `session_seconds`.
+    pub client_secret: Option<String>,
+    pub session_seconds: u64,
 }
 
 struct State {
@@ -45,6 +49,10 @@ struct State {
     assertions: Mutex<Vec<String>>,
     tokens: Mutex<Vec<String>>,
     fail_status: Mutex<Option<u16>>,
+    /// Issue time (Unix seconds) of every token, for introspection.
+    issued_at: Mutex<std::collections::HashMap<String, u64>>,
+    fail_introspection: std::sync::atomic::AtomicBool,
+    introspections: AtomicUsize,
     /// (times left, status, Retry-After) for `fail_times`.
     fail_next: Mutex<(usize, u16, Option<u64>)>,
     gate: watch::Sender<bool>,
@@ -74,6 +82,9 @@ impl LoopbackIdp {
             assertions: Mutex::default(),
             tokens: Mutex::default(),
             fail_status: Mutex::default(),
+            issued_at: Mutex::default(),
+            fail_introspection: std::sync::atomic::AtomicBool::new(false),
+            introspections: AtomicUsize::new(0),
             fail_next: Mutex::new((0, 0, None)),
             gate: watch::channel(true).0,
             requests: AtomicUsize::new(0),
@@ -131,6 +142,20 @@ impl LoopbackIdp {
         *lock(&self.state.fail_status) = status;
     }
 
+    /// Answer introspection requests with 503 (`false`: answer them).
+    pub fn fail_introspection(&self, fail: bool) {
+        self.state.fail_introspection.store(fail, Ordering::SeqCst);
+    }
+
+    /// Introspection requests answered.
+    pub fn introspections(&self) -> usize {
+        self.state.introspections.load(Ordering::SeqCst)
+    }
+
+    pub fn introspection_url(&self) -> String {
+        format!("http://{}/services/oauth2/introspect", self.addr)
+    }
+
     /// Answer the next `times` requests with `status` (and `Retry-After`, if given), then normally.
     pub fn fail_times(&self, times: usize, status: u16, retry_after: Option<u64>) {
         *lock(&self.state.fail_next) = (times, status, retry_after);
@@ -155,6 +180,9 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<P
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path().ends_with("/introspect") {
+        return introspect(state, req).await;
+    }
     state.requests.fetch_add(1, Ordering::SeqCst);
     let mut gate = state.gate.subscribe();
     let _ = gate.wait_for(|open| *open).await;
@@ -211,6 +239,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     let token = format!("00DLOOPBACK0000001!{}", uuid::Uuid::new_v4().simple());
     state.sessions.insert(token.clone(), claims.sub.clone());
     lock(&state.tokens).push(token.clone());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    lock(&state.issued_at).insert(token.clone(), now);
     state.issued.fetch_add(1, Ordering::SeqCst);
     let issued_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let mut answer = json!({
@@ -224,6 +254,45 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     if let Some(expires_in) = state.options.expires_in {
         answer["expires_in"] = json!(expires_in);
     }
+    respond(StatusCode::OK, "application/json", answer.to_string())
+}
+
+/// RFC 7662: `active` and `exp` for a token this endpoint issued, to a client that authenticates.
+async fn introspect(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+    use base64::Engine as _;
+    if state.fail_introspection.load(Ordering::SeqCst) {
+        return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "introspection is down");
+    }
+    let Some(secret) = state.options.client_secret.as_deref() else {
+        return oauth_error(StatusCode::NOT_FOUND, "invalid_request", "no introspection here");
+    };
+    let basic = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let expected = format!("{}:{secret}", state.options.client_id);
+    let posted = form.get("client_id").zip(form.get("client_secret")).map(|(id, s)| format!("{id}:{s}"));
+    if basic.as_deref() != Some(expected.as_str()) && posted.as_deref() != Some(expected.as_str()) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    }
+    state.introspections.fetch_add(1, Ordering::SeqCst);
+    let token = form.get("token").cloned().unwrap_or_default();
+    let issued = lock(&state.issued_at).get(&token).copied();
+    let answer = match (issued, state.sessions.subject_of(&token)) {
+        (Some(at), Some(sub)) => json!({
+            "active": true,
+            "exp": at + state.options.session_seconds,
+            "sub": sub,
+            "client_id": state.options.client_id,
+            "token_type": "access_token",
+        }),
+        _ => json!({ "active": false }),
+    };
     respond(StatusCode::OK, "application/json", answer.to_string())
 }
 

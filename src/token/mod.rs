@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod client;
+pub mod introspect;
 pub mod provider;
 pub mod resilience;
 pub mod store;

@@ -25,6 +25,8 @@ pub struct Provider {
     pub policy: Policy,
     pub breaker: Breaker,
     pub refusals: Refusals,
+    /// Asked for the expiry when the token answer has none.
+    pub introspection: Option<super::introspect::Introspector>,
 }
 
 impl Provider {
@@ -74,8 +76,18 @@ impl Provider {
     async fn exchange(&self, subject: &str, clock: &Clock) -> Result<Token, TokenError> {
         let assertion = self.signer.sign(subject)?;
         let granted = self.client.exchange(&assertion, self.scope.as_deref()).await?;
+        let lifetime = match (granted.expires_in, &self.introspection) {
+            (Some(seconds), _) => Duration::from_secs(seconds),
+            (None, Some(introspector)) => match introspector.remaining(&granted.access_token).await {
+                Ok(remaining) => remaining,
+                Err(e) => {
+                    tracing::warn!(provider = %self.name, error = %e, "Introspection failed; assuming the configured session lifetime.");
+                    self.session_lifetime
+                }
+            },
+            (None, None) => self.session_lifetime,
+        };
         let received = clock.now();
-        let lifetime = granted.expires_in.map(Duration::from_secs).unwrap_or(self.session_lifetime);
         let instance_url = match granted.instance_url.as_deref() {
             None | Some("") => None,
             Some(u) => Some(

@@ -18,6 +18,8 @@ use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 pub const CLIENT_ID: &str = oauth_egress::demo::CLIENT_ID;
 pub const AUDIENCE: &str = oauth_egress::demo::AUDIENCE;
 pub const ALICE: &str = "alice@corp.example.com";
+/// The connected app's consumer secret, for introspection.
+pub const CLIENT_SECRET: &str = "consumer-secret-for-tests";
 /// What the default config maps `ALICE` to.
 pub const ALICE_SUB: &str = "alice@corp.example.com.sandbox";
 
@@ -119,6 +121,8 @@ pub struct Setup {
     pub tls_upstream: bool,
     /// Trust that test CA (`[tls] ca_files`) in the proxy's config.
     pub trust_test_ca: bool,
+    /// Configure RFC 7662 introspection at the loopback endpoint (which reports 900 s lifetimes).
+    pub introspection: bool,
     /// Which element the upstream reads SOAP sessions from.
     pub upstream_session_element: &'static str,
     pub config: fn(&Peers) -> String,
@@ -130,6 +134,7 @@ impl Default for Setup {
             expires_in: None,
             tls_upstream: false,
             trust_test_ca: false,
+            introspection: false,
             upstream_session_element: "sessionId",
             config: default_config,
         }
@@ -161,6 +166,8 @@ impl Harness {
                 public_key: key().to_public_key(),
                 instance_url: upstream.url(),
                 expires_in: setup.expires_in,
+                client_secret: Some(CLIENT_SECRET.into()),
+                session_seconds: 900,
             },
             sessions.clone(),
         )
@@ -169,6 +176,17 @@ impl Harness {
         let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
         let path = dir.path().join("oauth-egress.toml");
         let mut text = (setup.config)(&peers);
+        if setup.introspection {
+            std::fs::write(dir.path().join("client.secret"), format!("{CLIENT_SECRET}\n")).expect("secret");
+            text = text.replacen(
+                "kid = \"test-key-1\"\n",
+                &format!(
+                    "kid = \"test-key-1\"\nintrospection_url = \"{}\"\nclient_secret_file = \"client.secret\"\n",
+                    idp.introspection_url()
+                ),
+                1,
+            );
+        }
         if setup.trust_test_ca {
             text.push_str("\n[tls]\nca_files = [\"ca.pem\"]\n");
         }
