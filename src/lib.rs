@@ -42,10 +42,12 @@ pub async fn run(
     if let Some(bound) = bound {
         let _ = bound.send(addr);
     }
+    let serving = Arc::clone(&app);
     let handler = move |req| {
-        let app = Arc::clone(&app);
+        let app = Arc::clone(&serving);
         async move { app.handle(req).await }
     };
     server::serve(listener, None, handler, shutdown, DRAIN).await;
+    app.revoke_held().await;
     Ok(())
 }

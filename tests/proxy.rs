@@ -645,3 +645,23 @@ async fn without_expires_in_the_introspected_exp_is_used_else_the_configured_lif
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
     assert_eq!(h.idp.issued(), 3, "still valid: the configured lifetime was assumed");
 }
+
+#[tokio::test]
+async fn held_tokens_are_revoked_at_shutdown_when_configured() {
+    let mut h = Harness::with(Setup { revocation: true, ..Setup::default() }).await;
+    for u in [ALICE, "bob@corp.example.com"] {
+        assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", u)]).await.status, 200);
+    }
+    let issued = h.idp.tokens();
+    assert_eq!(issued.len(), 2);
+    h.shutdown().await;
+    assert_eq!(h.idp.revocations(), 2);
+    assert!(issued.iter().all(|t| h.sessions.subject_of(t).is_none()), "both sessions ended");
+
+    // Without revocation_url, shutdown leaves tokens to expire.
+    let mut plain = Harness::start().await;
+    assert_eq!(plain.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    plain.shutdown().await;
+    assert_eq!(plain.idp.revocations(), 0);
+    assert_eq!(plain.sessions.tokens().len(), 1);
+}

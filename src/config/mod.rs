@@ -394,6 +394,26 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             Ok(i) => i,
             Err(()) => continue,
         };
+        let revoker = match &p.revocation_url {
+            None => None,
+            Some(field) => {
+                let Some(url) = check_url(errors, field, "revocation_url") else { continue };
+                let http = match reqwest::Client::builder()
+                    .timeout(p.timeout.get_ref().0)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .tls_certs_merge(extra_roots.iter().cloned())
+                    .build()
+                {
+                    Ok(h) => h,
+                    Err(e) => {
+                        errors.at(field.span(), format!("cannot make an HTTP client: {e}"));
+                        continue;
+                    }
+                };
+                let client = introspection.as_ref().map(|i| (i.client_id.clone(), i.secret.clone()));
+                Some(crate::token::revoke::Revoker { http, url, client })
+            }
+        };
         providers.push(Arc::new(Provider {
             name: p.name.get_ref().as_str().into(),
             signer: Signer {
@@ -415,6 +435,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             breaker: Default::default(),
             refusals: Default::default(),
             introspection,
+            revoker,
         }));
     }
     let mut wsdls: Vec<(PathBuf, Arc<Wsdl>)> = Vec::new();

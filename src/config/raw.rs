@@ -146,6 +146,10 @@ pub struct RawProvider {
     /// `"client_secret_basic"` (default) or `"client_secret_post"`.
     #[serde(default)]
     pub introspection_auth: crate::token::introspect::ClientAuth,
+    /// RFC 7009 endpoint to revoke the tokens still held when the proxy shuts down. Default:
+    /// none (tokens are left to expire).
+    #[serde(default)]
+    pub revocation_url: Option<Spanned<String>>,
     /// File holding the client secret for introspection (Salesforce: the consumer secret).
     #[serde(default)]
     pub client_secret_file: Option<Spanned<String>>,

@@ -53,6 +53,7 @@ struct State {
     issued_at: Mutex<std::collections::HashMap<String, u64>>,
     fail_introspection: std::sync::atomic::AtomicBool,
     introspections: AtomicUsize,
+    revocations: AtomicUsize,
     /// (times left, status, Retry-After) for `fail_times`.
     fail_next: Mutex<(usize, u16, Option<u64>)>,
     gate: watch::Sender<bool>,
@@ -85,6 +86,7 @@ impl LoopbackIdp {
             issued_at: Mutex::default(),
             fail_introspection: std::sync::atomic::AtomicBool::new(false),
             introspections: AtomicUsize::new(0),
+            revocations: AtomicUsize::new(0),
             fail_next: Mutex::new((0, 0, None)),
             gate: watch::channel(true).0,
             requests: AtomicUsize::new(0),
@@ -152,6 +154,15 @@ impl LoopbackIdp {
         self.state.introspections.load(Ordering::SeqCst)
     }
 
+    /// Tokens revoked through RFC 7009.
+    pub fn revocations(&self) -> usize {
+        self.state.revocations.load(Ordering::SeqCst)
+    }
+
+    pub fn revocation_url(&self) -> String {
+        format!("http://{}/services/oauth2/revoke", self.addr)
+    }
+
     pub fn introspection_url(&self) -> String {
         format!("http://{}/services/oauth2/introspect", self.addr)
     }
@@ -182,6 +193,17 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<P
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     if req.uri().path().ends_with("/introspect") {
         return introspect(state, req).await;
+    }
+    if req.uri().path().ends_with("/revoke") {
+        // RFC 7009: the token ends; the answer is 200 whether it was known or not.
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if let Some((_, token)) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "token") {
+            if state.sessions.subject_of(&token).is_some() {
+                state.revocations.fetch_add(1, Ordering::SeqCst);
+            }
+            state.sessions.revoke(&token);
+        }
+        return respond(StatusCode::OK, "application/json", "{}");
     }
     state.requests.fetch_add(1, Ordering::SeqCst);
     let mut gate = state.gate.subscribe();

@@ -70,6 +70,19 @@ impl App {
         &*self.store
     }
 
+    /// At shutdown: revokes the tokens still held, for providers that have a revocation
+    /// endpoint, waiting at most 5 s.
+    pub async fn revoke_held(&self) {
+        if self.config.providers.iter().all(|p| p.revoker.is_none()) {
+            return;
+        }
+        let held = self.store.held();
+        let count = held.len();
+        let revoked =
+            crate::token::revoke::revoke_all(&self.config.providers, held, std::time::Duration::from_secs(5)).await;
+        tracing::info!(held = count, revoked, "Revoked held tokens at shutdown.");
+    }
+
     /// Answers one request. Every failure becomes a response here; nothing is dropped silently.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
     where

@@ -6,6 +6,7 @@ pub mod client;
 pub mod introspect;
 pub mod provider;
 pub mod resilience;
+pub mod revoke;
 pub mod store;
 
 use std::sync::Arc;

@@ -27,6 +27,8 @@ pub struct Provider {
     pub refusals: Refusals,
     /// Asked for the expiry when the token answer has none.
     pub introspection: Option<super::introspect::Introspector>,
+    /// Revokes held tokens at shutdown, when configured.
+    pub revoker: Option<super::revoke::Revoker>,
 }
 
 impl Provider {

@@ -37,6 +37,8 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     /// Forgets `token` if it is still the one stored for `key` (the upstream refused it).
     fn invalidate(&self, key: &TokenKey, token: &Arc<Token>);
     fn stats(&self) -> StoreStats;
+    /// Every token held now (for revocation at shutdown).
+    fn held(&self) -> Vec<(TokenKey, Arc<Token>)>;
 }
 
 type InflightResult = Shared<BoxFuture<'static, TokenResult>>;
@@ -157,6 +159,10 @@ impl TokenStore for MemoryStore {
         if self.inner.tokens.get(key).is_some_and(|current| Arc::ptr_eq(&current, token)) {
             self.inner.tokens.invalidate(key);
         }
+    }
+
+    fn held(&self) -> Vec<(TokenKey, Arc<Token>)> {
+        self.inner.tokens.iter().map(|(k, v)| ((*k).clone(), v)).collect()
     }
 
     fn stats(&self) -> StoreStats {

@@ -112,7 +112,8 @@ pub struct Harness {
     pub clock: Clock,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 pub struct Setup {
@@ -123,6 +124,8 @@ pub struct Setup {
     pub trust_test_ca: bool,
     /// Configure RFC 7662 introspection at the loopback endpoint (which reports 900 s lifetimes).
     pub introspection: bool,
+    /// Configure RFC 7009 revocation at shutdown.
+    pub revocation: bool,
     /// Which element the upstream reads SOAP sessions from.
     pub upstream_session_element: &'static str,
     pub config: fn(&Peers) -> String,
@@ -135,6 +138,7 @@ impl Default for Setup {
             tls_upstream: false,
             trust_test_ca: false,
             introspection: false,
+            revocation: false,
             upstream_session_element: "sessionId",
             config: default_config,
         }
@@ -187,6 +191,13 @@ impl Harness {
                 1,
             );
         }
+        if setup.revocation {
+            text = text.replacen(
+                "kid = \"test-key-1\"\n",
+                &format!("kid = \"test-key-1\"\nrevocation_url = \"{}\"\n", idp.revocation_url()),
+                1,
+            );
+        }
         if setup.trust_test_ca {
             text.push_str("\n[tls]\nca_files = [\"ca.pem\"]\n");
         }
@@ -196,7 +207,7 @@ impl Harness {
         let app = Arc::new(App::with_clock(config, clock.clone()).expect("app"));
         let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(oauth_egress::run(
+        let server = tokio::spawn(oauth_egress::run(
             Arc::clone(&app),
             async {
                 let _ = stopped.await;
@@ -204,7 +215,28 @@ impl Harness {
             Some(bound_tx),
         ));
         let proxy = bound_rx.await.expect("bound");
-        Harness { proxy, idp, upstream, sessions, app, clock, http: reqwest::Client::new(), dir, _stop: stop }
+        Harness {
+            proxy,
+            idp,
+            upstream,
+            sessions,
+            app,
+            clock,
+            http: reqwest::Client::new(),
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Shuts the proxy down as SIGTERM would, and waits until `run` has returned.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("run");
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
