@@ -4,38 +4,18 @@
 //!
 //! Run: `cargo bench --bench envelope`.
 
-// The only unsafe code in the project: a counting wrapper around the system allocator, to
-// measure the heap the pass needs. Product code denies unsafe (Cargo.toml [lints]).
-#![allow(unsafe_code)]
+#[allow(unsafe_code)]
+#[path = "support/counting.rs"]
+mod counting;
+use counting::{CURRENT, PEAK};
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use criterion::{Criterion, Throughput};
 use oauth_egress::soap::envelope::{self, Limits, Plan};
 use oauth_egress::soap::validate::Mode;
 use oauth_egress::soap::wsdl::Wsdl;
-
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to `System` unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 fn envelope(records: usize) -> Vec<u8> {
     let mut s = String::from(concat!(

@@ -50,7 +50,10 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    tokens: moka::sync::Cache<TokenKey, Arc<Token>>,
+    tokens: moka::sync::Cache<TokenKey, Arc<Held>>,
+    /// A token unused this long is dropped (measured on `clock`, so tests can cross it).
+    idle: std::time::Duration,
+    epoch: std::time::Instant,
     inflight: Mutex<HashMap<TokenKey, InflightResult>>,
     clock: Clock,
     started: AtomicU64,
@@ -69,7 +72,11 @@ impl MemoryStore {
     pub fn new(max_tokens: u64, idle: std::time::Duration, clock: Clock) -> MemoryStore {
         MemoryStore {
             inner: Arc::new(Inner {
+                // moka's own idle expiry frees memory of tokens nobody asks for again; `lookup`
+                // applies the same rule on the store's clock.
                 tokens: moka::sync::Cache::builder().max_capacity(max_tokens).time_to_idle(idle).build(),
+                idle,
+                epoch: clock.now(),
                 inflight: Mutex::new(HashMap::new()),
                 clock,
                 started: AtomicU64::new(0),
@@ -97,7 +104,10 @@ impl MemoryStore {
         let task = tokio::spawn(async move {
             let result = fetch().await.map(Arc::new);
             if let Ok(token) = &result {
-                inner.tokens.insert(owned_key.clone(), Arc::clone(token));
+                let now = inner.millis(inner.clock.now());
+                inner
+                    .tokens
+                    .insert(owned_key.clone(), Arc::new(Held { token: Arc::clone(token), used: AtomicU64::new(now) }));
             }
             lock(&inner.inflight).remove(&owned_key);
             result
@@ -106,6 +116,31 @@ impl MemoryStore {
             async move { task.await.unwrap_or_else(|e| Err(TokenError::Internal(e.to_string()))) }.boxed().shared();
         inflight.insert(key.clone(), shared.clone());
         shared
+    }
+}
+
+/// A stored token and when it was last handed out (milliseconds after the store's epoch).
+struct Held {
+    token: Arc<Token>,
+    used: AtomicU64,
+}
+
+impl Inner {
+    fn millis(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The token stored for `key`, unless its subject has been idle too long (then it is dropped).
+    fn lookup(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>> {
+        let held = self.tokens.get(key)?;
+        let now = self.millis(now);
+        let idle_ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(held.used.load(Ordering::Relaxed)) > idle_ms {
+            self.tokens.invalidate(key);
+            return None;
+        }
+        held.used.store(now, Ordering::Relaxed);
+        Some(Arc::clone(&held.token))
     }
 }
 
@@ -125,7 +160,7 @@ impl Drop for Waiting<'_> {
 impl TokenStore for MemoryStore {
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult> {
         let now = self.inner.clock.now();
-        if let Some(token) = self.inner.tokens.get(key) {
+        if let Some(token) = self.inner.lookup(key, now) {
             if now < token.refresh_at {
                 return futures_util::future::ready(Ok(token)).boxed();
             }
@@ -139,7 +174,7 @@ impl TokenStore for MemoryStore {
         let running = {
             let mut inflight = lock(&self.inner.inflight);
             // An exchange may have finished between the look-up above and taking the lock.
-            match self.inner.tokens.get(key) {
+            match self.inner.lookup(key, now) {
                 Some(token) if now < token.expires_at && !inflight.contains_key(key) && now < token.refresh_at => {
                     return futures_util::future::ready(Ok(token)).boxed();
                 }
@@ -156,13 +191,13 @@ impl TokenStore for MemoryStore {
     }
 
     fn invalidate(&self, key: &TokenKey, token: &Arc<Token>) {
-        if self.inner.tokens.get(key).is_some_and(|current| Arc::ptr_eq(&current, token)) {
+        if self.inner.tokens.get(key).is_some_and(|current| Arc::ptr_eq(&current.token, token)) {
             self.inner.tokens.invalidate(key);
         }
     }
 
     fn held(&self) -> Vec<(TokenKey, Arc<Token>)> {
-        self.inner.tokens.iter().map(|(k, v)| ((*k).clone(), v)).collect()
+        self.inner.tokens.iter().map(|(k, v)| ((*k).clone(), Arc::clone(&v.token))).collect()
     }
 
     fn stats(&self) -> StoreStats {
@@ -226,6 +261,41 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(results.iter().all(|r| r.as_ref().err() == Some(&TokenError::Status(503))));
         assert_eq!(store.stats().exchanges_in_flight, 0);
+    }
+
+    /// A fetch of a token valid for two hours.
+    fn fetching(clock: Clock, n: u32) -> Fetch {
+        Box::new(move || {
+            async move {
+                let mut t = token(&clock, n);
+                t.refresh_at += Duration::from_secs(3600);
+                t.expires_at += Duration::from_secs(7200);
+                Ok(t)
+            }
+            .boxed()
+        })
+    }
+
+    #[tokio::test]
+    async fn idle_subjects_are_dropped_and_the_count_is_bounded() {
+        let clock = Clock::default();
+        let store = MemoryStore::new(10, Duration::from_secs(600), clock.clone());
+        let k = key();
+        let first = store.get_or_fetch(&k, fetching(clock.clone(), 0)).await.expect("first");
+        clock.advance(Duration::from_secs(590));
+        // Still used within the idle time: kept, and its idle time starts again.
+        let kept = store.get_or_fetch(&k, fetching(clock.clone(), 1)).await.expect("kept");
+        assert!(Arc::ptr_eq(&first, &kept));
+        clock.advance(Duration::from_secs(601));
+        let after_idle = store.get_or_fetch(&k, fetching(clock.clone(), 2)).await.expect("new");
+        assert_eq!(after_idle.access_token.expose(), "tok-2", "idle longer than 600 s: dropped");
+
+        for i in 0..100u32 {
+            let k = TokenKey { provider: "p".into(), subject: format!("user{i}@example.com").into(), scope: None };
+            store.get_or_fetch(&k, fetching(clock.clone(), i)).await.expect("token");
+        }
+        store.inner.tokens.run_pending_tasks();
+        assert!(store.stats().tokens <= 10, "{}", store.stats().tokens);
     }
 
     #[tokio::test]
