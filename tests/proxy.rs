@@ -665,3 +665,22 @@ async fn held_tokens_are_revoked_at_shutdown_when_configured() {
     assert_eq!(plain.idp.revocations(), 0);
     assert_eq!(plain.sessions.tokens().len(), 1);
 }
+
+#[tokio::test]
+async fn an_endpoint_that_never_answers_times_out_and_is_retried_then_503() {
+    let h = Harness::with(Setup {
+        config: |p| {
+            default_config(p).replace("retry_deadline = \"1s\"", "retry_deadline = \"1s\"\ntimeout = \"200ms\"")
+        },
+        ..Setup::default()
+    })
+    .await;
+    h.idp.hold();
+    let started = std::time::Instant::now();
+    let a = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.json()["detail"].as_str().unwrap().contains("timed out"), "{}", a.body);
+    assert!(h.idp.requests() >= 2, "each attempt timed out and was retried: {}", h.idp.requests());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    h.idp.release();
+}
