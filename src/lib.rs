@@ -12,6 +12,7 @@ pub mod demo;
 pub mod identity;
 pub mod loopback;
 pub mod offline;
+pub mod policy;
 pub mod proxy;
 pub mod secret;
 pub mod server;

@@ -17,6 +17,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ProxyBody;
 
+/// The address a request came from, in its extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Longest a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,8 +41,8 @@ pub async fn serve<H, Fut>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly rather than spin.
                         tracing::warn!(error = %e, "Accept failed.");
@@ -48,7 +52,8 @@ pub async fn serve<H, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = service_fn(move |req| {
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
                     let fut = handler(req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });

@@ -81,6 +81,7 @@ pub struct Config {
     /// CA certificates trusted besides the system's, for token endpoints and upstreams.
     pub extra_roots: Vec<reqwest::Certificate>,
     pub limits: Limits,
+    pub policy: crate::policy::Policy,
 }
 
 #[derive(Debug)]
@@ -254,6 +255,7 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
         });
         validate_route_protocol(r, errors);
     }
+    validate_callers(raw, &route_names, errors);
     let template = raw.subjects.template.as_ref().and_then(|t| match Template::parse(t.get_ref()) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -262,6 +264,44 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
         }
     });
     Checked { listen, token_urls, upstreams, template }
+}
+
+fn validate_callers(raw: &RawConfig, route_names: &HashSet<&str>, errors: &mut Errors<'_>) {
+    if HeaderName::from_bytes(raw.server.api_key_header.as_bytes()).is_err() {
+        errors.at(0..0, format!("server.api_key_header '{}' is not an HTTP header name", raw.server.api_key_header));
+    }
+    let mut names = HashSet::new();
+    for spanned in &raw.callers {
+        let c = spanned.get_ref();
+        let name = c.name.get_ref();
+        if !names.insert(name.as_str()) {
+            errors.at(c.name.span(), format!("caller '{name}' is defined twice"));
+        }
+        if let Some(k) = &c.api_key_sha256
+            && parse_sha256(k.get_ref()).is_none()
+        {
+            errors.at(k.span(), "api_key_sha256 must be 64 hex digits (printf %s \"$KEY\" | sha256sum)");
+        }
+        for s in &c.sources {
+            if parse_net(s.get_ref()).is_none() {
+                errors.at(s.span(), format!("'{}' is not an address or CIDR range", s.get_ref()));
+            }
+        }
+        if c.api_key_sha256.is_none() && c.sources.is_empty() {
+            errors.at(
+                c.name.span(),
+                format!("caller '{name}' has neither api_key_sha256 nor sources: nothing identifies it"),
+            );
+        }
+        if c.subjects.is_empty() {
+            errors.at(c.name.span(), format!("caller '{name}' lists no subjects it may act as"));
+        }
+        for r in &c.routes {
+            if !route_names.contains(r.get_ref().as_str()) {
+                errors.at(r.span(), format!("caller '{name}' names route '{}', which is not defined", r.get_ref()));
+            }
+        }
+    }
 }
 
 fn validate_route_protocol(r: &RawRoute, errors: &mut Errors<'_>) {
@@ -514,6 +554,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         routes,
         subjects,
         extra_roots,
+        policy: build_policy(&raw.callers, &raw.server.api_key_header),
         limits: Limits {
             max_depth: raw.limits.max_depth,
             max_elements: raw.limits.max_elements,
@@ -522,6 +563,42 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             max_text_length: raw.limits.max_text_length,
         },
     })
+}
+
+/// The callers, checked already by `validate`.
+fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str) -> crate::policy::Policy {
+    let callers = callers
+        .iter()
+        .map(|c| {
+            let c = c.get_ref();
+            crate::policy::Caller {
+                name: c.name.get_ref().clone(),
+                key_sha256: c.api_key_sha256.as_ref().and_then(|k| parse_sha256(k.get_ref())),
+                sources: c.sources.iter().filter_map(|s| parse_net(s.get_ref())).collect(),
+                subjects: c.subjects.clone(),
+                routes: c.routes.iter().map(|r| r.get_ref().clone()).collect(),
+                operations: c.operations.clone(),
+            }
+        })
+        .collect();
+    crate::policy::Policy { callers, api_key_header: HeaderName::from_bytes(api_key_header.as_bytes()).ok() }
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `10.0.0.0/8`, or one address (`192.0.2.7`, `::1`) as a range of one.
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// The provider's introspection client, if it has an introspection URL; its errors are reported.
@@ -604,6 +681,28 @@ upstream = "instance_url"
         assert!(shown.contains(":17:12: route 'r' names provider 'other'"), "{shown}");
         assert!(shown.contains("needs a wsdl"), "{shown}");
         assert_eq!(errs.0.len(), 6, "{shown}");
+    }
+
+    #[test]
+    fn callers_are_checked() {
+        let text = r#"
+[[callers]]
+name = "a"
+api_key_sha256 = "abc"
+sources = ["10.0.0.0/33"]
+subjects = []
+routes = ["nowhere"]
+
+[[callers]]
+name = "b"
+subjects = ["*"]
+"#;
+        let errs = Config::from_toml(text, Path::new("t.toml"), Path::new(".")).unwrap_err().to_string();
+        assert!(errs.contains("t.toml:4:18: api_key_sha256 must be 64 hex digits"), "{errs}");
+        assert!(errs.contains("t.toml:5:12: '10.0.0.0/33' is not an address or CIDR range"), "{errs}");
+        assert!(errs.contains("caller 'a' lists no subjects"), "{errs}");
+        assert!(errs.contains("t.toml:7:11: caller 'a' names route 'nowhere'"), "{errs}");
+        assert!(errs.contains("caller 'b' has neither api_key_sha256 nor sources"), "{errs}");
     }
 
     #[test]

@@ -24,6 +24,30 @@ pub struct RawConfig {
     pub tls: RawTls,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub callers: Vec<Spanned<RawCaller>>,
+}
+
+/// An internal app allowed to use the proxy, and what for. With no `[[callers]]` every request
+/// is let in (as behind a trusted network); with any, every request must be one of them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCaller {
+    pub name: Spanned<String>,
+    /// SHA-256 of its API key, hex (`printf %s "$KEY" | sha256sum`). The key itself is never stored.
+    #[serde(default)]
+    pub api_key_sha256: Option<Spanned<String>>,
+    /// Source addresses or CIDR ranges it may call from. Default: any (then an API key is needed).
+    #[serde(default)]
+    pub sources: Vec<Spanned<String>>,
+    /// Subjects it may act as: exact names or `*` patterns (`*@sales.example.com`). Required.
+    pub subjects: Vec<String>,
+    /// Routes it may use. Default: all.
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
+    /// SOAP operations it may invoke. Default: all.
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
 
 /// Bounds on each SOAP request, checked while it is read.
@@ -79,6 +103,8 @@ pub struct RawServer {
     /// Time from sending a request upstream to its response headers. Default 120 s.
     #[serde(deserialize_with = "duration")]
     pub upstream_timeout: Duration,
+    /// Header callers send their API key in. Default `X-API-Key`; removed before forwarding.
+    pub api_key_header: String,
     /// Most tokens kept in memory; the least recently used goes first. Default 100 000.
     pub max_tokens: u64,
     /// A token not used for this long is dropped (its subject is idle). Default 1 h.
@@ -93,6 +119,7 @@ impl Default for RawServer {
             max_body: 10 * 1024 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(120),
+            api_key_header: "X-API-Key".to_owned(),
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),
         }

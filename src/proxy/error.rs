@@ -25,6 +25,8 @@ pub enum ProxyError {
     NoInstanceUrl(String),
     #[error("upstream {0}")]
     Upstream(UpstreamError),
+    #[error("{0}")]
+    Denied(crate::policy::Denied),
 }
 
 #[derive(Debug, thiserror::Error)]

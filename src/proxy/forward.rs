@@ -60,8 +60,9 @@ pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
 }
 
 /// The request headers to send upstream: the caller's, less hop-by-hop ones, `Host` and
-/// `Content-Length` (the client sets both), any credential the caller sent, and `strip`.
-pub fn request_headers(incoming: &HeaderMap, strip: Option<&HeaderName>) -> HeaderMap {
+/// `Content-Length` (the client sets both), any credential the caller sent, and `strip` (the
+/// requester header, the caller's API key header).
+pub fn request_headers(incoming: &HeaderMap, strip: &[&HeaderName]) -> HeaderMap {
     let named_in_connection = connection_tokens(incoming);
     let mut out = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
@@ -71,7 +72,7 @@ pub fn request_headers(incoming: &HeaderMap, strip: Option<&HeaderName>) -> Head
             || name == header::CONTENT_LENGTH
             || name == header::AUTHORIZATION
             || name == header::COOKIE
-            || Some(name) == strip
+            || strip.contains(&name)
         {
             continue;
         }
@@ -150,7 +151,7 @@ mod tests {
         h.insert("x-requester", "a@b".parse().expect("v"));
         h.insert("soapaction", "\"\"".parse().expect("v"));
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().expect("v"));
-        let out = request_headers(&h, Some(&HeaderName::from_static("x-requester")));
+        let out = request_headers(&h, &[&HeaderName::from_static("x-requester")]);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out.contains_key("soapaction"));
     }

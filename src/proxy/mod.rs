@@ -47,6 +47,8 @@ struct RequestCtx<'a> {
     /// Set on SOAP routes: the version faults are written in.
     soap: Option<SoapVersion>,
     subject: Option<String>,
+    caller: Option<String>,
+    operation: Option<String>,
 }
 
 impl App {
@@ -98,7 +100,7 @@ impl App {
             tracing::info!(request_id = %request_id, %method, %path, status = 404, "No route for request.");
             return respond::error_response(&err, None, &request_id);
         };
-        let mut ctx = RequestCtx { route, request_id, soap: None, subject: None };
+        let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
         if let Protocol::Soap { .. } = route.protocol {
             let ct = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
             ctx.soap = Some(SoapVersion::from_content_type(ct));
@@ -153,6 +155,15 @@ impl App {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = request.into_parts();
+        // Who is calling, before the body is read or any token work is done.
+        let caller = if self.config.policy.enforced() {
+            let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
+            let caller = self.config.policy.authenticate(&parts.headers, peer).map_err(ProxyError::Denied)?;
+            ctx.caller = Some(caller.name.clone());
+            Some(caller)
+        } else {
+            None
+        };
         let body = read_body(body, self.config.max_body).await?;
         let route = ctx.route;
         let (requester_text, inject) = match &route.protocol {
@@ -182,6 +193,7 @@ impl App {
                     ProxyError::Envelope(e)
                 })?;
                 ctx.soap = Some(scan.version);
+                ctx.operation = Some(wsdl.operations[scan.operation].name.clone());
                 let slot = scan.slot.map_err(ProxyError::Envelope)?;
                 let (requester_text, strip) = match requester {
                     Requester::Element(path) => {
@@ -192,17 +204,36 @@ impl App {
                     }
                     Requester::Header(name) => (header_text(&parts.headers, name)?, Some(name)),
                 };
-                let headers = forward::request_headers(&parts.headers, strip);
+                let mut stripped: Vec<&http::HeaderName> = strip.into_iter().collect();
+                stripped.extend(self.config.policy.api_key_header.as_ref());
+                let headers = forward::request_headers(&parts.headers, &stripped);
                 (requester_text, Inject::Soap { body, slot, session, headers })
             }
             Protocol::Rest { requester_header } => {
                 let requester_text = header_text(&parts.headers, requester_header)?;
-                let headers = forward::request_headers(&parts.headers, Some(requester_header));
+                let mut stripped = vec![requester_header];
+                stripped.extend(self.config.policy.api_key_header.as_ref());
+                let headers = forward::request_headers(&parts.headers, &stripped);
                 (requester_text, Inject::Rest { body, headers })
             }
         };
         let subject = self.config.subjects.subject_for(&requester_text)?;
         ctx.subject = Some(subject.clone());
+        if let Some(caller) = caller {
+            let decision = caller.authorize(&subject, &route.name, ctx.operation.as_deref());
+            tracing::info!(
+                target: "audit",
+                request_id = %ctx.request_id,
+                caller = %caller.name,
+                subject = %subject,
+                route = %route.name,
+                operation = ctx.operation.as_deref().unwrap_or("-"),
+                decision = if decision.is_ok() { "allow" } else { "deny" },
+                rule = %decision.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                "Authorization decision."
+            );
+            decision.map_err(ProxyError::Denied)?;
+        }
         let provider = &route.provider;
         let key = token_key(provider, &subject);
         let mut token = self.get_token(provider, &key).await?;

@@ -50,6 +50,11 @@ pub fn classify(err: &ProxyError) -> Classified {
             TokenError::BadResponse(_) => (StatusCode::BAD_GATEWAY, Server, "idp_bad_response"),
             TokenError::Signing(_) | TokenError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Server, "internal"),
         },
+        ProxyError::Denied(d) => match d.status() {
+            401 => (StatusCode::UNAUTHORIZED, Caller, "unauthenticated"),
+            400 => (StatusCode::BAD_REQUEST, Caller, "malformed_credential"),
+            _ => (StatusCode::FORBIDDEN, Caller, "forbidden"),
+        },
         ProxyError::NoInstanceUrl(_) => (StatusCode::BAD_GATEWAY, Server, "no_instance_url"),
         ProxyError::Upstream(UpstreamError::Timeout { .. }) => {
             (StatusCode::GATEWAY_TIMEOUT, Server, "upstream_timeout")

@@ -1,0 +1,182 @@
+//! Who is calling, and what that caller may do: the callers of the config, how a request proves
+//! it is one of them (an API key, stored only as its SHA-256, and/or a source address range), and
+//! the subjects, routes and SOAP operations each may use. Every decision is written to the
+//! `audit` log target.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// A caller as configured.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    /// SHA-256 of the caller's API key; `None`: identified by source address alone.
+    pub key_sha256: Option<[u8; 32]>,
+    /// Source addresses it may call from; empty: any.
+    pub sources: Vec<IpNet>,
+    /// Subjects it may act as: exact names or patterns with `*` (`*@sales.example.com`).
+    pub subjects: Vec<String>,
+    /// Routes it may use; empty: all.
+    pub routes: Vec<String>,
+    /// SOAP operations it may invoke; empty: all.
+    pub operations: Vec<String>,
+}
+
+/// Every caller, and the header API keys come in.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub callers: Vec<Caller>,
+    pub api_key_header: Option<http::HeaderName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("no credential: send an API key in {0}, or call from an address a caller is allowed")]
+    Unauthenticated(String),
+    #[error("the API key is not one of a configured caller")]
+    UnknownKey,
+    #[error("the API key header is malformed")]
+    MalformedKey,
+    #[error("caller '{caller}' may not call from {address}")]
+    Source { caller: String, address: IpAddr },
+    #[error("caller '{caller}' may not act as subject '{subject}' (allowed: {allowed})")]
+    Subject { caller: String, subject: String, allowed: String },
+    #[error("caller '{caller}' may not use route '{route}'")]
+    Route { caller: String, route: String },
+    #[error("caller '{caller}' may not invoke operation '{operation}' (allowed: {allowed})")]
+    Operation { caller: String, operation: String, allowed: String },
+}
+
+impl Denied {
+    /// 401 for a missing or unknown credential, 400 for a malformed one, 403 for the rest.
+    pub fn status(&self) -> u16 {
+        match self {
+            Denied::Unauthenticated(_) | Denied::UnknownKey => 401,
+            Denied::MalformedKey => 400,
+            _ => 403,
+        }
+    }
+}
+
+/// SHA-256 of an API key, as the config stores it.
+pub fn key_digest(key: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+impl Policy {
+    /// Whether callers must authenticate at all (a config without callers lets every request in).
+    pub fn enforced(&self) -> bool {
+        !self.callers.is_empty()
+    }
+
+    /// The caller a request is, by its API key header and source address.
+    pub fn authenticate(&self, headers: &http::HeaderMap, peer: Option<IpAddr>) -> Result<&Caller, Denied> {
+        let presented = match &self.api_key_header {
+            Some(name) => match headers.get(name) {
+                Some(value) => Some(value.to_str().map_err(|_| Denied::MalformedKey)?.trim().to_owned()),
+                None => None,
+            },
+            None => None,
+        };
+        let caller = match presented {
+            Some(key) if key.is_empty() => return Err(Denied::MalformedKey),
+            Some(key) => {
+                let digest = key_digest(key.as_bytes());
+                self.callers
+                    .iter()
+                    .find(|c| {
+                        c.key_sha256
+                            .is_some_and(|k| aws_lc_rs::constant_time::verify_slices_are_equal(&k, &digest).is_ok())
+                    })
+                    .ok_or(Denied::UnknownKey)?
+            }
+            None => {
+                let address = peer.ok_or_else(|| Denied::Unauthenticated(self.header_name()))?;
+                self.callers
+                    .iter()
+                    .find(|c| c.key_sha256.is_none() && c.sources.iter().any(|net| net.contains(&address)))
+                    .ok_or_else(|| Denied::Unauthenticated(self.header_name()))?
+            }
+        };
+        if let Some(address) = peer
+            && !caller.sources.is_empty()
+            && !caller.sources.iter().any(|net| net.contains(&address))
+        {
+            return Err(Denied::Source { caller: caller.name.clone(), address });
+        }
+        Ok(caller)
+    }
+
+    fn header_name(&self) -> String {
+        self.api_key_header.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "the API key header".into())
+    }
+}
+
+impl Caller {
+    /// May this caller act as `subject` on `route`, invoking `operation` (SOAP)?
+    pub fn authorize(&self, subject: &str, route: &str, operation: Option<&str>) -> Result<(), Denied> {
+        if !self.routes.is_empty() && !self.routes.iter().any(|r| r == route) {
+            return Err(Denied::Route { caller: self.name.clone(), route: route.to_owned() });
+        }
+        if !self.subjects.iter().any(|p| glob(p, subject)) {
+            return Err(Denied::Subject {
+                caller: self.name.clone(),
+                subject: subject.to_owned(),
+                allowed: self.subjects.join(", "),
+            });
+        }
+        if let Some(op) = operation
+            && !self.operations.is_empty()
+            && !self.operations.iter().any(|o| o == op)
+        {
+            return Err(Denied::Operation {
+                caller: self.name.clone(),
+                operation: op.to_owned(),
+                allowed: self.operations.join(", "),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters (case-insensitively, as subjects are user names); the rest
+/// must match exactly.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.to_lowercase(), text.to_lowercase());
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(i) => rest = &rest[i + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*@sales.example.com", "Ann@Sales.example.com"));
+        assert!(!glob("*@sales.example.com", "ann@sales.example.com.evil"));
+        assert!(glob("ops@corp.example.com", "ops@corp.example.com"));
+        assert!(!glob("ops@corp.example.com", "ops@corp.example.co"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxc"));
+        assert!(glob("*", "anyone"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Caller identity and subject authorisation over loopback: API keys (stored as SHA-256),
+//! source ranges, and the policy matrix caller × subject × route × operation. Refusals cost no
+//! token work; the API key never reaches the SaaS.
+
+// A panic in a test is a failed test: unwrap freely here.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+const SALES_KEY: &str = "sk_live_4f1d2a9c8e7b6a5d4c3b2a1f0e9d8c7b";
+const REMOTE_KEY: &str = "sk_live_remote_0000000000000000000000";
+
+fn hex(key: &str) -> String {
+    oauth_egress::policy::key_digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn with_callers(p: &Peers) -> String {
+    format!(
+        r#"{base}
+[[callers]]
+name = "sales-app"
+api_key_sha256 = "{sales}"
+subjects = ["*@corp.example.com.sandbox"]
+routes = ["sf-soap", "sf-rest"]
+operations = ["query", "retrieve"]
+
+[[callers]]
+name = "ops-box"
+sources = ["127.0.0.1/32", "::1"]
+subjects = ["integration@corp.example.com"]
+
+[[callers]]
+name = "remote-app"
+api_key_sha256 = "{remote}"
+sources = ["10.0.0.0/8"]
+subjects = ["*"]
+"#,
+        base = default_config(p),
+        sales = hex(SALES_KEY),
+        remote = hex(REMOTE_KEY),
+    )
+}
+
+async fn harness() -> Harness {
+    Harness::with(Setup { config: with_callers, ..Setup::default() }).await
+}
+
+fn search(requester: &str) -> String {
+    query(requester).replace(
+        "<urn:query><urn:queryString>SELECT Id FROM Account</urn:queryString></urn:query>",
+        "<urn:search><urn:searchString>FIND {x}</urn:searchString></urn:search>",
+    )
+}
+
+#[tokio::test]
+async fn an_api_key_caller_within_its_grant() {
+    let h = harness().await;
+    let key = [("X-API-Key", SALES_KEY)];
+    let a = h.get("/services/data/v58.0/x", &[("X-API-Key", SALES_KEY), ("X-Requester", ALICE)]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let s = h.post("/services/Soap/u/58.0", "text/xml", &query(ALICE), &key).await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert!(h.upstream.received().iter().all(|r| !r.headers.contains_key("x-api-key")), "the key stays here");
+}
+
+#[tokio::test]
+async fn the_policy_matrix_refuses_with_caller_subject_and_rule() {
+    let h = harness().await;
+    let key = [("X-API-Key", SALES_KEY)];
+    // Operation not granted.
+    let op = h.post("/services/Soap/u/58.0", "text/xml", &search(ALICE), &key).await;
+    assert_eq!(op.status, 500);
+    assert!(
+        op.body.contains("caller &apos;sales-app&apos; may not invoke operation &apos;search&apos;")
+            || op.body.contains("caller 'sales-app' may not invoke operation 'search'"),
+        "{}",
+        op.body
+    );
+    assert!(op.body.contains(">forbidden</oe:error>"), "{}", op.body);
+    // Route not granted.
+    let route = h.get("/fixed/x", &[("X-API-Key", SALES_KEY), ("X-Requester", ALICE)]).await;
+    assert_eq!(route.status, 403);
+    assert_eq!(route.json()["code"], "forbidden");
+    assert!(route.json()["detail"].as_str().unwrap().contains("may not use route 'fixed-rest'"));
+    // Subject not granted: ops@ maps to integration@corp.example.com, outside *@corp.example.com.sandbox.
+    let subject =
+        h.get("/services/data/v58.0/x", &[("X-API-Key", SALES_KEY), ("X-Requester", "ops@corp.example.com")]).await;
+    assert_eq!(subject.status, 403);
+    assert!(
+        subject.json()["detail"].as_str().unwrap().contains("may not act as subject 'integration@corp.example.com'"),
+        "{}",
+        subject.body
+    );
+    // The source-identified caller may act only as its one subject.
+    let ops = h.get("/services/data/v58.0/x", &[("X-Requester", "ops@corp.example.com")]).await;
+    assert_eq!(ops.status, 200, "{}", ops.body);
+    let not_ops = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_eq!(not_ops.status, 403);
+    assert!(not_ops.json()["detail"].as_str().unwrap().contains("caller 'ops-box' may not act as subject"));
+    // A keyed caller limited to 10.0.0.0/8 is refused from loopback.
+    let remote = h.get("/services/data/v58.0/x", &[("X-API-Key", REMOTE_KEY), ("X-Requester", ALICE)]).await;
+    assert_eq!(remote.status, 403);
+    assert!(remote.json()["detail"].as_str().unwrap().contains("caller 'remote-app' may not call from 127.0.0.1"));
+    // Only the two allowed requests did token work: one exchange each for two subjects.
+    assert_eq!(h.idp.requests(), 1, "integration@ only; refused requests cost no exchange");
+}
+
+#[tokio::test]
+async fn unknown_missing_and_malformed_credentials() {
+    let h = harness().await;
+    let wrong = h.get("/services/data/v58.0/x", &[("X-API-Key", "sk_live_guess"), ("X-Requester", ALICE)]).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.json()["code"], "unauthenticated");
+    let empty = h.get("/services/data/v58.0/x", &[("X-API-Key", " "), ("X-Requester", ALICE)]).await;
+    assert_eq!(empty.status, 400);
+    assert_eq!(empty.json()["code"], "malformed_credential");
+    let soap = h.post("/services/Soap/u/58.0", "text/xml", &query(ALICE), &[("X-API-Key", "nope")]).await;
+    assert_eq!(soap.status, 500);
+    assert!(soap.body.contains(">unauthenticated</oe:error>"), "{}", soap.body);
+    assert_eq!(h.idp.requests(), 0);
+    assert!(h.upstream.received().is_empty());
+}
