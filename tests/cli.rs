@@ -17,8 +17,7 @@ fn bin() -> Command {
 fn check_lists_every_error_with_its_line_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     copy_wsdls(dir.path());
-    std::fs::write(dir.path().join("bad.key"), "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
-        .unwrap();
+    write_private(&dir.path().join("bad.key"), "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n");
     std::fs::write(
         dir.path().join("broken.wsdl"),
         "<definitions xmlns=\"http://schemas.xmlsoap.org/wsdl/\"><oops></definitions>",
@@ -67,7 +66,7 @@ fn check_accepts_the_shipped_example_with_its_paths_in_place() {
     let text = example
         .replace("/etc/oauth-egress/salesforce.key", "salesforce.key")
         .replace("/etc/oauth-egress/wsdl/", "wsdl/");
-    std::fs::write(dir.path().join("salesforce.key"), key_pem()).unwrap();
+    write_private(&dir.path().join("salesforce.key"), &key_pem());
     let config = dir.path().join("oauth-egress.toml");
     std::fs::write(&config, text).unwrap();
     let out = bin().args(["check", "--config"]).arg(&config).output().unwrap();
@@ -85,6 +84,36 @@ fn demo_walks_the_real_pipeline() {
     assert!(text.contains("unmapped_subject"), "{text}");
     assert!(text.contains("token exchanges at the endpoint: 1"), "{text}");
     assert!(!text.contains("00DLOOPBACK0000001!"), "full tokens must not be printed: {text}");
+}
+
+#[test]
+fn keys_readable_by_others_are_refused_and_systemd_credentials_are_found() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    copy_wsdls(dir.path());
+    let creds = tempfile::tempdir().unwrap();
+    write_private(&creds.path().join("salesforce.key"), &key_pem());
+    let config = dir.path().join("c.toml");
+    let text = |key: &str| {
+        format!(
+            "[[providers]]\nname = \"sf\"\ntoken_url = \"https://login.salesforce.com/services/oauth2/token\"\nclient_id = \"x\"\naudience = \"https://login.salesforce.com\"\nprivate_key = \"{key}\"\n\n[[routes]]\nname = \"r\"\npath = \"/r\"\nkind = \"rest\"\nprovider = \"sf\"\nupstream = \"instance_url\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("open.key"), key_pem()).unwrap();
+    std::fs::set_permissions(dir.path().join("open.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&config, text("open.key")).unwrap();
+    let out = bin().args(["check", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is readable by others than its owner (mode 644)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // As systemd's LoadCredential= hands it over.
+    std::fs::write(&config, text("credential:salesforce.key")).unwrap();
+    let out =
+        bin().args(["check", "--config"]).arg(&config).env("CREDENTIALS_DIRECTORY", creds.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -409,11 +409,11 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
     let mut providers = Vec::new();
     for (p, token_url) in raw.providers.iter().zip(checked.token_urls) {
         let p = p.get_ref();
-        let key_path = base.join(p.private_key.get_ref());
-        let key = match std::fs::read_to_string(&key_path) {
+        let key_path = secret_path(base, p.private_key.get_ref());
+        let key = match read_secret_file(&key_path) {
             Ok(pem) => SigningKey::from_pem(&pem, p.kid.clone())
                 .map_err(|e| format!("private_key {}: {e}", key_path.display())),
-            Err(e) => Err(format!("private_key {}: cannot read: {e}", key_path.display())),
+            Err(e) => Err(format!("private_key {}: {e}", key_path.display())),
         };
         let key = match key {
             Ok(k) => k,
@@ -565,6 +565,33 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
     })
 }
 
+/// Where a secret file is: `$CREDENTIALS_DIRECTORY/NAME` (systemd `LoadCredential=`) for a path
+/// written `credential:NAME`, otherwise relative to the config's folder.
+fn secret_path(base: &Path, written: &str) -> PathBuf {
+    match written.strip_prefix("credential:") {
+        Some(name) => PathBuf::from(std::env::var_os("CREDENTIALS_DIRECTORY").unwrap_or_default()).join(name),
+        None => base.join(written),
+    }
+}
+
+/// Reads a key or secret, refusing a file that others than its owner may read.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "is readable by others than its owner (mode {mode:o}): chmod 600 it, or load it with systemd's LoadCredential="
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
 /// The callers, checked already by `validate`.
 fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str) -> crate::policy::Policy {
     let callers = callers
@@ -614,15 +641,15 @@ fn introspector(
         errors.at(url_field.span(), "introspection_url needs client_secret_file (the connected app's consumer secret)");
         return Err(());
     };
-    let path = base.join(secret_field.get_ref());
-    let secret = match std::fs::read_to_string(&path) {
+    let path = secret_path(base, secret_field.get_ref());
+    let secret = match read_secret_file(&path) {
         Ok(text) if !text.trim().is_empty() => crate::secret::Secret::new(text.trim()),
         Ok(_) => {
             errors.at(secret_field.span(), format!("client_secret_file {} is empty", path.display()));
             return Err(());
         }
         Err(e) => {
-            errors.at(secret_field.span(), format!("client_secret_file {}: cannot read: {e}", path.display()));
+            errors.at(secret_field.span(), format!("client_secret_file {}: {e}", path.display()));
             return Err(());
         }
     };

@@ -152,7 +152,7 @@ impl Harness {
 
     pub async fn with(setup: Setup) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("test.key"), key_pem()).expect("key");
+        write_private(&dir.path().join("test.key"), &key_pem());
         copy_wsdls(dir.path());
         let sessions = Sessions::default();
         let tls = setup.tls_upstream.then(|| {
@@ -181,7 +181,7 @@ impl Harness {
         let path = dir.path().join("oauth-egress.toml");
         let mut text = (setup.config)(&peers);
         if setup.introspection {
-            std::fs::write(dir.path().join("client.secret"), format!("{CLIENT_SECRET}\n")).expect("secret");
+            write_private(&dir.path().join("client.secret"), &format!("{CLIENT_SECRET}\n"));
             text = text.replacen(
                 "kid = \"test-key-1\"\n",
                 &format!(
@@ -263,6 +263,13 @@ impl Harness {
         }
         Answer::from(req.send().await.expect("send")).await
     }
+}
+
+/// Writes a key or secret readable by its owner only, as the proxy requires.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 pub fn copy_wsdls(to: &Path) {
