@@ -21,6 +21,10 @@ pub struct Caller {
     pub routes: Vec<String>,
     /// SOAP operations it may invoke; empty: all.
     pub operations: Vec<String>,
+    /// Requests per second it may send on average, and in a burst.
+    pub rate: Option<(f64, f64)>,
+    /// Requests it may have open at once.
+    pub max_concurrent: Option<u32>,
 }
 
 /// Every caller, and the header API keys come in.
@@ -46,6 +50,8 @@ pub enum Denied {
     Route { caller: String, route: String },
     #[error("caller '{caller}' may not invoke operation '{operation}' (allowed: {allowed})")]
     Operation { caller: String, operation: String, allowed: String },
+    #[error("caller '{caller}' is over its {what}; retry after {retry_after} s")]
+    Limited { caller: String, what: &'static str, retry_after: u64 },
 }
 
 impl Denied {
@@ -54,6 +60,7 @@ impl Denied {
         match self {
             Denied::Unauthenticated(_) | Denied::UnknownKey => 401,
             Denied::MalformedKey => 400,
+            Denied::Limited { .. } => 429,
             _ => 403,
         }
     }
@@ -140,6 +147,51 @@ impl Caller {
             });
         }
         Ok(())
+    }
+}
+
+/// Per-caller request rate (a token bucket on the store's clock) and open requests.
+#[derive(Debug, Default)]
+pub struct Limits {
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    open: std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>,
+}
+
+impl Limits {
+    pub fn new(policy: &Policy) -> Limits {
+        let open = policy
+            .callers
+            .iter()
+            .filter_map(|c| {
+                let n = c.max_concurrent? as usize;
+                Some((c.name.clone(), std::sync::Arc::new(tokio::sync::Semaphore::new(n))))
+            })
+            .collect();
+        Limits { buckets: Default::default(), open }
+    }
+
+    /// Takes one request from `caller`'s bucket; `Err(seconds)` until one is free.
+    pub fn admit(&self, caller: &Caller, now: std::time::Instant) -> Result<(), u64> {
+        let Some((rate, burst)) = caller.rate else { return Ok(()) };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(caller.name.clone()).or_insert((burst, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// A place among `caller`'s open requests, held until dropped; `None` when all are taken.
+    pub fn enter(&self, caller: &Caller) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+        match self.open.get(&caller.name) {
+            None => Ok(None),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
     }
 }
 

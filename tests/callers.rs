@@ -122,3 +122,53 @@ async fn unknown_missing_and_malformed_credentials() {
     assert_eq!(h.idp.requests(), 0);
     assert!(h.upstream.received().is_empty());
 }
+
+fn with_limits(p: &Peers) -> String {
+    format!(
+        r#"{base}
+[[callers]]
+name = "batch"
+api_key_sha256 = "{sales}"
+subjects = ["*"]
+requests_per_second = 2
+burst = 2
+
+[[callers]]
+name = "ops-box"
+sources = ["127.0.0.1/32"]
+subjects = ["*"]
+max_concurrent = 1
+"#,
+        base = default_config(p),
+        sales = hex(SALES_KEY),
+    )
+}
+
+#[tokio::test]
+async fn over_its_rate_or_open_requests_a_caller_gets_429() {
+    let h = Harness::with(Setup { config: with_limits, ..Setup::default() }).await;
+    let key = [("X-API-Key", SALES_KEY), ("X-Requester", ALICE)];
+    assert_eq!(h.get("/services/data/v58.0/x", &key).await.status, 200);
+    assert_eq!(h.get("/services/data/v58.0/x", &key).await.status, 200);
+    let third = h.get("/services/data/v58.0/x", &key).await;
+    assert_eq!(third.status, 429, "{}", third.body);
+    assert_eq!(third.json()["code"], "rate_limited");
+    assert_eq!(third.headers["retry-after"], "1");
+    let soap = h.post("/services/Soap/u/58.0", "text/xml", &query(ALICE), &[("X-API-Key", SALES_KEY)]).await;
+    assert_eq!(soap.status, 429, "a SOAP caller is throttled at the HTTP level too");
+    h.clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(h.get("/services/data/v58.0/x", &key).await.status, 200, "the bucket refilled");
+
+    // One open request at a time for ops-box: the second, while the first is held upstream, is refused.
+    h.upstream.hold();
+    let (http, url) = (h.http.clone(), h.url("/services/data/v58.0/slow"));
+    let first = tokio::spawn(async move { http.get(url).header("X-Requester", ALICE).send().await.unwrap().status() });
+    let arrived = h.upstream.arrived();
+    wait_until("first request at the upstream", || h.upstream.arrived() == arrived + 1).await;
+    let second = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert!(second.json()["detail"].as_str().unwrap().contains("limit of open requests"));
+    h.upstream.release();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+}

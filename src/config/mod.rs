@@ -605,6 +605,8 @@ fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str)
                 subjects: c.subjects.clone(),
                 routes: c.routes.iter().map(|r| r.get_ref().clone()).collect(),
                 operations: c.operations.clone(),
+                rate: c.requests_per_second.filter(|r| *r > 0.0).map(|r| (r, c.burst.unwrap_or(r).max(1.0))),
+                max_concurrent: c.max_concurrent.filter(|n| *n > 0),
             }
         })
         .collect();

@@ -48,6 +48,15 @@ pub struct RawCaller {
     /// SOAP operations it may invoke. Default: all.
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Requests per second it may send on average. Default: no limit.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Requests it may send at once above that rate. Default: one second's worth.
+    #[serde(default)]
+    pub burst: Option<f64>,
+    /// Requests it may have open at once. Default: no limit.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
 }
 
 /// Bounds on each SOAP request, checked while it is read.

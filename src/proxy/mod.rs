@@ -35,6 +35,7 @@ pub fn full(bytes: Bytes) -> ProxyBody {
 #[derive(Debug)]
 pub struct App {
     config: Arc<Config>,
+    limits: crate::policy::Limits,
     store: Arc<dyn TokenStore>,
     upstream: reqwest::Client,
     clock: Clock,
@@ -61,7 +62,8 @@ impl App {
         let upstream = forward::client(config.upstream_connect_timeout, &config.extra_roots)?;
         let store: Arc<dyn TokenStore> =
             Arc::new(MemoryStore::new(config.max_tokens, config.token_idle, clock.clone()));
-        Ok(App { config: Arc::new(config), store, upstream, clock })
+        let limits = crate::policy::Limits::new(&config.policy);
+        Ok(App { config: Arc::new(config), limits, store, upstream, clock })
     }
 
     pub fn config(&self) -> &Config {
@@ -160,9 +162,24 @@ impl App {
             let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
             let caller = self.config.policy.authenticate(&parts.headers, peer).map_err(ProxyError::Denied)?;
             ctx.caller = Some(caller.name.clone());
+            let limited = |what, retry_after| {
+                ProxyError::Denied(crate::policy::Denied::Limited { caller: caller.name.clone(), what, retry_after })
+            };
+            self.limits.admit(caller, self.clock.now()).map_err(|wait| limited("request rate", wait))?;
             Some(caller)
         } else {
             None
+        };
+        // Held until the response headers are sent.
+        let _open = match caller {
+            Some(c) => self.limits.enter(c).map_err(|()| {
+                ProxyError::Denied(crate::policy::Denied::Limited {
+                    caller: c.name.clone(),
+                    what: "limit of open requests",
+                    retry_after: 1,
+                })
+            })?,
+            None => None,
         };
         let body = read_body(body, self.config.max_body).await?;
         let route = ctx.route;

@@ -51,6 +51,7 @@ pub fn classify(err: &ProxyError) -> Classified {
             TokenError::Signing(_) | TokenError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Server, "internal"),
         },
         ProxyError::Denied(d) => match d.status() {
+            429 => (StatusCode::TOO_MANY_REQUESTS, Caller, "rate_limited"),
             401 => (StatusCode::UNAUTHORIZED, Caller, "unauthenticated"),
             400 => (StatusCode::BAD_REQUEST, Caller, "malformed_credential"),
             _ => (StatusCode::FORBIDDEN, Caller, "forbidden"),
@@ -73,8 +74,9 @@ pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &
     let message = err.to_string();
     let (status, content_type, body) = match soap {
         Some(version) => {
-            // SOAP fixes the status by version and blame; 413 stays, as the body was never parsed.
-            let status = if c.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // SOAP fixes the status by version and blame; 413 stays, as the body was never parsed,
+            // and so does 429, which clients handle at the HTTP level.
+            let status = if c.status == StatusCode::PAYLOAD_TOO_LARGE || c.status == StatusCode::TOO_MANY_REQUESTS {
                 c.status
             } else {
                 StatusCode::from_u16(fault::fault_status(version, c.side)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -115,6 +117,7 @@ fn retry_after(err: &ProxyError) -> Option<u64> {
         ProxyError::Token { source: TokenError::Unavailable { retry_after, .. }, .. } => Some(*retry_after),
         ProxyError::Token { source: TokenError::RetryAfter { seconds, .. }, .. } => Some(*seconds),
         ProxyError::Token { source: TokenError::Unreachable(_), .. } => Some(5),
+        ProxyError::Denied(crate::policy::Denied::Limited { retry_after, .. }) => Some(*retry_after),
         _ => None,
     }
 }
