@@ -186,11 +186,15 @@ impl Limits {
         }
     }
 
-    /// A place among `caller`'s open requests, held until dropped; `None` when all are taken.
-    pub fn enter(&self, caller: &Caller) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    /// A place among `caller`'s open requests, held until dropped (`None`: it has no limit).
+    pub fn enter(&self, caller: &Caller) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Denied> {
         match self.open.get(&caller.name) {
             None => Ok(None),
-            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| Denied::Limited {
+                caller: caller.name.clone(),
+                what: "limit of open requests",
+                retry_after: 1,
+            }),
         }
     }
 }

@@ -172,13 +172,7 @@ impl App {
         };
         // Held until the response headers are sent.
         let _open = match caller {
-            Some(c) => self.limits.enter(c).map_err(|()| {
-                ProxyError::Denied(crate::policy::Denied::Limited {
-                    caller: c.name.clone(),
-                    what: "limit of open requests",
-                    retry_after: 1,
-                })
-            })?,
+            Some(c) => self.limits.enter(c).map_err(ProxyError::Denied)?,
             None => None,
         };
         let body = read_body(body, self.config.max_body).await?;
