@@ -48,7 +48,8 @@ pub async fn run(
         let app = Arc::clone(&serving);
         async move { app.handle(req).await }
     };
-    server::serve(listener, None, handler, shutdown, DRAIN).await;
+    let tls = app.config().tls.as_ref().map(|t| t.0.clone());
+    server::serve(listener, tls, handler, shutdown, DRAIN).await;
     app.revoke_held().await;
     Ok(())
 }

@@ -11,8 +11,10 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
-    /// SHA-256 of the caller's API key; `None`: identified by source address alone.
+    /// SHA-256 of the caller's API key; `None`: identified by certificate or source address.
     pub key_sha256: Option<[u8; 32]>,
+    /// DNS names in its client certificate that identify it (mutual TLS).
+    pub certificate_names: Vec<String>,
     /// Source addresses it may call from; empty: any.
     pub sources: Vec<IpNet>,
     /// Subjects it may act as: exact names or patterns with `*` (`*@sales.example.com`).
@@ -40,6 +42,8 @@ pub enum Denied {
     Unauthenticated(String),
     #[error("the API key is not one of a configured caller")]
     UnknownKey,
+    #[error("the client certificate names no configured caller")]
+    UnknownCertificate,
     #[error("the API key header is malformed")]
     MalformedKey,
     #[error("caller '{caller}' may not call from {address}")]
@@ -58,7 +62,7 @@ impl Denied {
     /// 401 for a missing or unknown credential, 400 for a malformed one, 403 for the rest.
     pub fn status(&self) -> u16 {
         match self {
-            Denied::Unauthenticated(_) | Denied::UnknownKey => 401,
+            Denied::Unauthenticated(_) | Denied::UnknownKey | Denied::UnknownCertificate => 401,
             Denied::MalformedKey => 400,
             Denied::Limited { .. } => 429,
             _ => 403,
@@ -80,8 +84,13 @@ impl Policy {
         !self.callers.is_empty()
     }
 
-    /// The caller a request is, by its API key header and source address.
-    pub fn authenticate(&self, headers: &http::HeaderMap, peer: Option<IpAddr>) -> Result<&Caller, Denied> {
+    /// The caller a request is: by its API key, else its client certificate, else its address.
+    pub fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<IpAddr>,
+        cert: Option<&rustls_pki_types::CertificateDer<'_>>,
+    ) -> Result<&Caller, Denied> {
         let presented = match &self.api_key_header {
             Some(name) => match headers.get(name) {
                 Some(value) => Some(value.to_str().map_err(|_| Denied::MalformedKey)?.trim().to_owned()),
@@ -101,11 +110,27 @@ impl Policy {
                     })
                     .ok_or(Denied::UnknownKey)?
             }
+            None if cert.is_some() => {
+                let cert = cert.and_then(|c| webpki::EndEntityCert::try_from(c).ok()).ok_or(Denied::UnknownKey)?;
+                self.callers
+                    .iter()
+                    .find(|c| {
+                        c.certificate_names.iter().any(|name| {
+                            rustls_pki_types::ServerName::try_from(name.as_str())
+                                .is_ok_and(|n| cert.verify_is_valid_for_subject_name(&n).is_ok())
+                        })
+                    })
+                    .ok_or(Denied::UnknownCertificate)?
+            }
             None => {
                 let address = peer.ok_or_else(|| Denied::Unauthenticated(self.header_name()))?;
                 self.callers
                     .iter()
-                    .find(|c| c.key_sha256.is_none() && c.sources.iter().any(|net| net.contains(&address)))
+                    .find(|c| {
+                        c.key_sha256.is_none()
+                            && c.certificate_names.is_empty()
+                            && c.sources.iter().any(|net| net.contains(&address))
+                    })
                     .ok_or_else(|| Denied::Unauthenticated(self.header_name()))?
             }
         };

@@ -21,6 +21,11 @@ use crate::proxy::ProxyBody;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The client certificate a TLS caller presented (verified against the configured CAs), in the
+/// request's extensions.
+#[derive(Clone, Debug)]
+pub struct PeerCert(pub std::sync::Arc<tokio_rustls::rustls::pki_types::CertificateDer<'static>>);
+
 /// Longest a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,16 +57,14 @@ pub async fn serve<H, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    let fut = handler(req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let result = match tls {
-                        None => watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await,
+                        None => {
+                            let service = service(handler, peer, None);
+                            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+                        }
                         Some(acceptor) => {
                             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(s)) => s,
@@ -74,6 +77,13 @@ pub async fn serve<H, Fut>(
                                     return;
                                 }
                             };
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|c| PeerCert(std::sync::Arc::new(c.clone().into_owned())));
+                            let service = service(handler, peer, cert);
                             watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
                         }
                     };
@@ -91,8 +101,44 @@ pub async fn serve<H, Fut>(
     }
 }
 
+/// The per-connection service: puts what is known of the peer into each request, then hands it on.
+fn service<H, Fut>(
+    handler: H,
+    peer: std::net::SocketAddr,
+    cert: Option<PeerCert>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
+> + Clone
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        if let Some(cert) = &cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    })
+}
+
 /// A TLS acceptor for a PEM certificate chain and private key.
 pub fn tls_acceptor(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
+    tls_acceptor_with_clients(cert_chain_pem, key_pem, None)
+}
+
+/// A TLS acceptor that also asks for client certificates issued by `client_ca_pem` (PEM, one or
+/// more CAs). A client without one may still connect (and must then prove itself otherwise); a
+/// client with one the CAs did not issue is refused in the handshake.
+pub fn tls_acceptor_with_clients(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<TlsAcceptor, String> {
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -100,12 +146,25 @@ pub fn tls_acceptor(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate chain: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
-    let config =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(pem) {
+                roots.add(ca.map_err(|e| format!("client CA: {e}"))?).map_err(|e| format!("client CA: {e}"))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| format!("client CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }

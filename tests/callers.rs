@@ -172,3 +172,54 @@ async fn over_its_rate_or_open_requests_a_caller_gets_429() {
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
 }
+
+fn with_mtls(p: &Peers) -> String {
+    default_config(p).replacen(
+        "[server]\n",
+        "[server]\ntls_certificate = \"server.pem\"\ntls_private_key = \"server.key\"\ntls_client_ca = \"client-ca.pem\"\n",
+        1,
+    ) + r#"
+[[callers]]
+name = "billing"
+certificate_names = ["billing.corp.example.com"]
+subjects = ["*"]
+"#
+}
+
+fn client(pki: &MtlsPki, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.server_ca_pem.as_bytes()).unwrap()]);
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn mutual_tls_identifies_the_caller_by_its_certificate() {
+    let pki = mtls_pki();
+    let h = Harness::with(Setup {
+        config: with_mtls,
+        files: vec![
+            ("server.pem", pki.server_pem.clone(), false),
+            ("server.key", pki.server_key_pem.clone(), true),
+            ("client-ca.pem", pki.client_ca_pem.clone(), false),
+        ],
+        ..Setup::default()
+    })
+    .await;
+    let url = format!("https://127.0.0.1:{}/services/data/v58.0/x", h.proxy.port());
+    let billing = client(&pki, Some((&pki.client_pem, &pki.client_key_pem)));
+    let r = billing.get(&url).header("X-Requester", ALICE).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // No certificate (and no key, and no source grant): 401.
+    let anonymous = client(&pki, None);
+    let r = anonymous.get(&url).header("X-Requester", ALICE).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A certificate for the same name from a CA the proxy does not trust: refused in the handshake.
+    let stranger = client(&pki, Some((&pki.stranger_pem, &pki.stranger_key_pem)));
+    assert!(stranger.get(&url).header("X-Requester", ALICE).send().await.is_err());
+    assert_eq!(h.idp.requests(), 1, "only the billing caller's request did token work");
+}

@@ -82,6 +82,18 @@ pub struct Config {
     pub extra_roots: Vec<reqwest::Certificate>,
     pub limits: Limits,
     pub policy: crate::policy::Policy,
+    /// TLS for the proxy's own listener, with client certificates when a client CA is set.
+    pub tls: Option<ListenerTls>,
+}
+
+/// The listener's TLS setup (no `Debug` of its own: it holds the private key).
+#[derive(Clone)]
+pub struct ListenerTls(pub tokio_rustls::TlsAcceptor);
+
+impl fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ListenerTls(...)")
+    }
 }
 
 #[derive(Debug)]
@@ -287,11 +299,24 @@ fn validate_callers(raw: &RawConfig, route_names: &HashSet<&str>, errors: &mut E
                 errors.at(s.span(), format!("'{}' is not an address or CIDR range", s.get_ref()));
             }
         }
-        if c.api_key_sha256.is_none() && c.sources.is_empty() {
+        if c.api_key_sha256.is_none() && c.sources.is_empty() && c.certificate_names.is_empty() {
             errors.at(
                 c.name.span(),
-                format!("caller '{name}' has neither api_key_sha256 nor sources: nothing identifies it"),
+                format!(
+                    "caller '{name}' has neither api_key_sha256, certificate_names nor sources: nothing identifies it"
+                ),
             );
+        }
+        if !c.certificate_names.is_empty() && raw.server.tls_client_ca.is_none() {
+            errors.at(
+                c.name.span(),
+                format!("caller '{name}' has certificate_names, but server.tls_client_ca is not set"),
+            );
+        }
+        for n in &c.certificate_names {
+            if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+                errors.at(n.span(), format!("'{}' is not a DNS name", n.get_ref()));
+            }
         }
         if c.subjects.is_empty() {
             errors.at(c.name.span(), format!("caller '{name}' lists no subjects it may act as"));
@@ -555,6 +580,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         subjects,
         extra_roots,
         policy: build_policy(&raw.callers, &raw.server.api_key_header),
+        tls: listener_tls(&raw.server, base, errors),
         limits: Limits {
             max_depth: raw.limits.max_depth,
             max_elements: raw.limits.max_elements,
@@ -592,6 +618,46 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
+/// The listener's TLS acceptor, when a certificate and key are configured.
+fn listener_tls(server: &raw::RawServer, base: &Path, errors: &mut Errors<'_>) -> Option<ListenerTls> {
+    let (cert, key) = match (&server.tls_certificate, &server.tls_private_key) {
+        (None, None) => {
+            if let Some(ca) = &server.tls_client_ca {
+                errors.at(ca.span(), "tls_client_ca needs tls_certificate and tls_private_key");
+            }
+            return None;
+        }
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(f), None) | (None, Some(f)) => {
+            errors.at(f.span(), "tls_certificate and tls_private_key go together");
+            return None;
+        }
+    };
+    let read = |field: &toml::Spanned<String>, secret: bool, errors: &mut Errors<'_>| {
+        let path = base.join(field.get_ref());
+        let text =
+            if secret { read_secret_file(&path) } else { std::fs::read_to_string(&path).map_err(|e| e.to_string()) };
+        text.map_err(|e| errors.at(field.span(), format!("{}: {e}", path.display()))).ok()
+    };
+    let cert_pem = read(cert, false, errors)?;
+    let key_pem = read(key, true, errors)?;
+    let ca_pem = match &server.tls_client_ca {
+        Some(ca) => Some(read(ca, false, errors)?),
+        None => None,
+    };
+    match crate::server::tls_acceptor_with_clients(
+        cert_pem.as_bytes(),
+        key_pem.as_bytes(),
+        ca_pem.as_deref().map(str::as_bytes),
+    ) {
+        Ok(a) => Some(ListenerTls(a)),
+        Err(e) => {
+            errors.at(cert.span(), format!("TLS: {e}"));
+            None
+        }
+    }
+}
+
 /// The callers, checked already by `validate`.
 fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str) -> crate::policy::Policy {
     let callers = callers
@@ -601,6 +667,7 @@ fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str)
             crate::policy::Caller {
                 name: c.name.get_ref().clone(),
                 key_sha256: c.api_key_sha256.as_ref().and_then(|k| parse_sha256(k.get_ref())),
+                certificate_names: c.certificate_names.iter().map(|n| n.get_ref().clone()).collect(),
                 sources: c.sources.iter().filter_map(|s| parse_net(s.get_ref())).collect(),
                 subjects: c.subjects.clone(),
                 routes: c.routes.iter().map(|r| r.get_ref().clone()).collect(),
@@ -731,7 +798,7 @@ subjects = ["*"]
         assert!(errs.contains("t.toml:5:12: '10.0.0.0/33' is not an address or CIDR range"), "{errs}");
         assert!(errs.contains("caller 'a' lists no subjects"), "{errs}");
         assert!(errs.contains("t.toml:7:11: caller 'a' names route 'nowhere'"), "{errs}");
-        assert!(errs.contains("caller 'b' has neither api_key_sha256 nor sources"), "{errs}");
+        assert!(errs.contains("caller 'b' has neither api_key_sha256, certificate_names nor sources"), "{errs}");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct RawCaller {
     /// SHA-256 of its API key, hex (`printf %s "$KEY" | sha256sum`). The key itself is never stored.
     #[serde(default)]
     pub api_key_sha256: Option<Spanned<String>>,
+    /// DNS names in the caller's client certificate (subject alternative names) that identify it,
+    /// with `server.tls_client_ca`. Default: none.
+    #[serde(default)]
+    pub certificate_names: Vec<Spanned<String>>,
     /// Source addresses or CIDR ranges it may call from. Default: any (then an API key is needed).
     #[serde(default)]
     pub sources: Vec<Spanned<String>>,
@@ -112,6 +116,14 @@ pub struct RawServer {
     /// Time from sending a request upstream to its response headers. Default 120 s.
     #[serde(deserialize_with = "duration")]
     pub upstream_timeout: Duration,
+    /// Serve TLS with this PEM certificate chain and key (readable by its owner only). Default: plain.
+    #[serde(default)]
+    pub tls_certificate: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_private_key: Option<Spanned<String>>,
+    /// PEM CA certificates whose client certificates identify callers (mutual TLS). Default: none.
+    #[serde(default)]
+    pub tls_client_ca: Option<Spanned<String>>,
     /// Header callers send their API key in. Default `X-API-Key`; removed before forwarding.
     pub api_key_header: String,
     /// Most tokens kept in memory; the least recently used goes first. Default 100 000.
@@ -128,6 +140,9 @@ impl Default for RawServer {
             max_body: 10 * 1024 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(120),
+            tls_certificate: None,
+            tls_private_key: None,
+            tls_client_ca: None,
             api_key_header: "X-API-Key".to_owned(),
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),

@@ -160,7 +160,9 @@ impl App {
         // Who is calling, before the body is read or any token work is done.
         let caller = if self.config.policy.enforced() {
             let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
-            let caller = self.config.policy.authenticate(&parts.headers, peer).map_err(ProxyError::Denied)?;
+            let cert = parts.extensions.get::<crate::server::PeerCert>().map(|c| c.0.clone());
+            let caller =
+                self.config.policy.authenticate(&parts.headers, peer, cert.as_deref()).map_err(ProxyError::Denied)?;
             ctx.caller = Some(caller.name.clone());
             let limited = |what, retry_after| {
                 ProxyError::Denied(crate::policy::Denied::Limited { caller: caller.name.clone(), what, retry_after })

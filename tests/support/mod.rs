@@ -126,6 +126,8 @@ pub struct Setup {
     pub introspection: bool,
     /// Configure RFC 7009 revocation at shutdown.
     pub revocation: bool,
+    /// Files written next to the config before it is loaded: (name, contents, owner-only).
+    pub files: Vec<(&'static str, String, bool)>,
     /// Which element the upstream reads SOAP sessions from.
     pub upstream_session_element: &'static str,
     pub config: fn(&Peers) -> String,
@@ -139,6 +141,7 @@ impl Default for Setup {
             trust_test_ca: false,
             introspection: false,
             revocation: false,
+            files: Vec::new(),
             upstream_session_element: "sessionId",
             config: default_config,
         }
@@ -154,6 +157,13 @@ impl Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         write_private(&dir.path().join("test.key"), &key_pem());
         copy_wsdls(dir.path());
+        for (name, text, private) in &setup.files {
+            if *private {
+                write_private(&dir.path().join(name), text);
+            } else {
+                std::fs::write(dir.path().join(name), text).expect("file");
+            }
+        }
         let sessions = Sessions::default();
         let tls = setup.tls_upstream.then(|| {
             let pki = test_pki();
@@ -337,4 +347,48 @@ pub fn test_pki() -> TestPki {
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("leaf params");
     let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
     TestPki { ca_pem: ca.pem(), leaf_pem: leaf.pem(), leaf_key_pem: leaf_key.serialize_pem() }
+}
+
+/// Certificates for mutual TLS: a server certificate for 127.0.0.1, a client CA and a client
+/// certificate it issued for `billing.corp.example.com`, and one from a CA nobody trusts.
+pub struct MtlsPki {
+    pub server_ca_pem: String,
+    pub server_pem: String,
+    pub server_key_pem: String,
+    pub client_ca_pem: String,
+    pub client_pem: String,
+    pub client_key_pem: String,
+    pub stranger_pem: String,
+    pub stranger_key_pem: String,
+}
+
+pub fn mtls_pki() -> MtlsPki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca = |cn: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca")
+    };
+    let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>, names: Vec<String>| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(names).expect("params").signed_by(&key, issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    };
+    let server_ca = ca("server CA");
+    let client_ca = ca("client CA");
+    let stranger_ca = ca("stranger CA");
+    let (server_pem, server_key_pem) = leaf(&server_ca, vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client_pem, client_key_pem) = leaf(&client_ca, vec!["billing.corp.example.com".into()]);
+    let (stranger_pem, stranger_key_pem) = leaf(&stranger_ca, vec!["billing.corp.example.com".into()]);
+    MtlsPki {
+        server_ca_pem: server_ca.pem(),
+        server_pem,
+        server_key_pem,
+        client_ca_pem: client_ca.pem(),
+        client_pem,
+        client_key_pem,
+        stranger_pem,
+        stranger_key_pem,
+    }
 }
