@@ -118,6 +118,7 @@ pub async fn run() -> Result<String, String> {
             expires_in: None,
             client_secret: None,
             session_seconds: 7200,
+            other_keys: Vec::new(),
         },
         sessions.clone(),
     )

@@ -486,6 +486,7 @@ async fn the_loopback_endpoint_rejects_replays_tampering_and_foreign_keys() {
         audience: AUDIENCE.into(),
         lifetime: Duration::from_secs(180),
         key: SigningKey::from_key(key(), None).unwrap(),
+        next: None,
     };
     let client = TokenClient::new(h.idp.token_url().parse().unwrap(), Duration::from_secs(5), &[]).unwrap();
     let assertion = signer.sign(ALICE_SUB).unwrap();
@@ -683,4 +684,42 @@ async fn an_endpoint_that_never_answers_times_out_and_is_retried_then_503() {
     assert!(h.idp.requests() >= 2, "each attempt timed out and was retried: {}", h.idp.requests());
     assert!(started.elapsed() < Duration::from_secs(5));
     h.idp.release();
+}
+
+/// A second key, generated once per test binary.
+fn new_key() -> &'static rsa::RsaPrivateKey {
+    static KEY: std::sync::OnceLock<rsa::RsaPrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap())
+}
+
+fn pem_of(key: &rsa::RsaPrivateKey) -> String {
+    use rsa::pkcs8::EncodePrivateKey;
+    key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string()
+}
+
+fn rotating(p: &Peers, active_from: &str) -> String {
+    default_config(p).replace(
+        "kid = \"test-key-1\"\n",
+        &format!(
+            "kid = \"test-key-1\"\nnext_key = {{ private_key = \"new.key\", kid = \"key-2\", active_from = \"{active_from}\" }}\n"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_next_key_takes_over_at_its_time_with_no_gap() {
+    let past: fn(&Peers) -> String = |p| rotating(p, "2000-01-01T00:00:00Z");
+    let future: fn(&Peers) -> String = |p| rotating(p, "2999-01-01T00:00:00Z");
+    for (config, expected_kid) in [(past, "key-2"), (future, "test-key-1")] {
+        let h = Harness::with(Setup {
+            config,
+            files: vec![("new.key", pem_of(new_key()), true)],
+            // The connected app holds both certificates during the rotation.
+            idp_other_keys: vec![("key-2".into(), new_key().to_public_key())],
+            ..Setup::default()
+        })
+        .await;
+        assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+        assert_eq!(h.idp.kids(), vec![Some(expected_kid.to_owned())]);
+    }
 }

@@ -455,6 +455,28 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
                 continue;
             }
         };
+        let next = match &p.next_key {
+            None => None,
+            Some(field) => {
+                let n = field.get_ref();
+                let path = secret_path(base, &n.private_key);
+                let key = read_secret_file(&path)
+                    .and_then(|pem| SigningKey::from_pem(&pem, n.kid.clone()).map_err(|e| e.to_string()));
+                let from = humantime::parse_rfc3339_weak(&n.active_from)
+                    .map_err(|e| format!("active_from '{}' is not an RFC 3339 time: {e}", n.active_from));
+                match (key, from) {
+                    (Ok(key), Ok(from)) => Some((from, key)),
+                    (Err(e), _) => {
+                        errors.at(field.span(), format!("next_key {}: {e}", path.display()));
+                        continue;
+                    }
+                    (_, Err(e)) => {
+                        errors.at(field.span(), format!("next_key: {e}"));
+                        continue;
+                    }
+                }
+            }
+        };
         let introspection = match introspector(p, base, &extra_roots, errors) {
             Ok(i) => i,
             Err(()) => continue,
@@ -486,6 +508,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
                 audience: p.audience.clone(),
                 lifetime: p.assertion_lifetime.get_ref().0,
                 key,
+                next,
             },
             client,
             scope: p.scope.as_deref().map(Into::into),

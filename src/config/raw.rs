@@ -166,6 +166,10 @@ pub struct RawProvider {
     /// Key id put in the assertion header. Default: none.
     #[serde(default)]
     pub kid: Option<String>,
+    /// The key that takes over at `active_from` (RFC 3339), for rotating the connected app's
+    /// certificate with no gap: `{ private_key = "new.key", kid = "2026-11", active_from = "..." }`.
+    #[serde(default)]
+    pub next_key: Option<Spanned<RawNextKey>>,
     /// Assertion lifetime (`exp - iat`). Default 3 m, the most allowed.
     #[serde(default = "default_assertion_lifetime")]
     pub assertion_lifetime: Spanned<HumanDuration>,
@@ -207,6 +211,15 @@ pub struct RawProvider {
     /// How long an `invalid_grant` for a subject is answered without asking again. Default 60 s.
     #[serde(default = "default_refused_ttl")]
     pub refused_ttl: Spanned<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNextKey {
+    pub private_key: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub active_from: String,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -38,16 +38,22 @@ pub struct IdpOptions {
     /// `/services/oauth2/introspect`); tokens then report `exp` = issue time + `session_seconds`.
     pub client_secret: Option<String>,
     pub session_seconds: u64,
+    /// More public keys, by `kid` (a connected app holds the old and the new certificate while
+    /// one is rotated); assertions naming another or no `kid` are checked with `public_key`.
+    pub other_keys: Vec<(String, RsaPublicKey)>,
 }
 
 struct State {
     options: IdpOptions,
     key: DecodingKey,
+    other_keys: Vec<(String, DecodingKey)>,
     sessions: Sessions,
     seen_jti: Mutex<HashSet<String>>,
     refused: Mutex<HashSet<String>>,
     assertions: Mutex<Vec<String>>,
     tokens: Mutex<Vec<String>>,
+    /// The `kid` of every assertion received.
+    kids: Mutex<Vec<Option<String>>>,
     fail_status: Mutex<Option<u16>>,
     /// Issue time (Unix seconds) of every token, for introspection.
     issued_at: Mutex<std::collections::HashMap<String, u64>>,
@@ -74,14 +80,23 @@ impl LoopbackIdp {
         let addr = listener.local_addr()?;
         let n = options.public_key.n().to_bytes_be();
         let e = options.public_key.e().to_bytes_be();
+        let other_keys = options
+            .other_keys
+            .iter()
+            .map(|(kid, k)| {
+                (kid.clone(), DecodingKey::from_rsa_raw_components(&k.n().to_bytes_be(), &k.e().to_bytes_be()))
+            })
+            .collect();
         let state = Arc::new(State {
             key: DecodingKey::from_rsa_raw_components(&n, &e),
+            other_keys,
             options,
             sessions,
             seen_jti: Mutex::default(),
             refused: Mutex::default(),
             assertions: Mutex::default(),
             tokens: Mutex::default(),
+            kids: Mutex::default(),
             fail_status: Mutex::default(),
             issued_at: Mutex::default(),
             fail_introspection: std::sync::atomic::AtomicBool::new(false),
@@ -127,6 +142,11 @@ impl LoopbackIdp {
     /// Every assertion received, verified or not.
     pub fn assertions(&self) -> Vec<String> {
         lock(&self.state.assertions).clone()
+    }
+
+    /// The `kid` of every assertion received, in order.
+    pub fn kids(&self) -> Vec<Option<String>> {
+        lock(&self.state.kids).clone()
     }
 
     /// Every access token issued, live or not.
@@ -325,7 +345,14 @@ fn verify(state: &State, assertion: &str) -> Result<Claims, (&'static str, Strin
     validation.set_audience(&[&state.options.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = LEEWAY;
-    let data = jsonwebtoken::decode::<Claims>(assertion, &state.key, &validation).map_err(|e| {
+    let kid = jsonwebtoken::decode_header(assertion).ok().and_then(|h| h.kid);
+    let key = kid
+        .as_deref()
+        .and_then(|kid| state.other_keys.iter().find(|(k, _)| k == kid))
+        .map(|(_, key)| key)
+        .unwrap_or(&state.key);
+    lock(&state.kids).push(kid);
+    let data = jsonwebtoken::decode::<Claims>(assertion, key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
             ErrorKind::InvalidIssuer => ("invalid_client_id", "client identifier invalid".to_owned()),

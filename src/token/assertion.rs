@@ -102,6 +102,9 @@ pub struct Signer {
     pub audience: String,
     pub lifetime: Duration,
     pub key: SigningKey,
+    /// A key that takes over from `key` at a time (certificate rotation with no gap: upload the
+    /// new certificate, then let the new key start).
+    pub next: Option<(SystemTime, SigningKey)>,
 }
 
 impl Signer {
@@ -118,8 +121,12 @@ impl Signer {
             jti: uuid::Uuid::new_v4().to_string(),
         };
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = self.key.kid.clone();
-        jsonwebtoken::encode(&header, &claims, &self.key.encoding)
+        let key = match &self.next {
+            Some((from, next)) if SystemTime::now() >= *from => next,
+            _ => &self.key,
+        };
+        header.kid = key.kid.clone();
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map(Secret::new)
             .map_err(|e| TokenError::Signing(e.to_string()))
     }

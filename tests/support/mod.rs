@@ -128,6 +128,8 @@ pub struct Setup {
     pub revocation: bool,
     /// Files written next to the config before it is loaded: (name, contents, owner-only).
     pub files: Vec<(&'static str, String, bool)>,
+    /// More keys the token endpoint accepts, by kid.
+    pub idp_other_keys: Vec<(String, rsa::RsaPublicKey)>,
     /// Which element the upstream reads SOAP sessions from.
     pub upstream_session_element: &'static str,
     pub config: fn(&Peers) -> String,
@@ -142,6 +144,7 @@ impl Default for Setup {
             introspection: false,
             revocation: false,
             files: Vec::new(),
+            idp_other_keys: Vec::new(),
             upstream_session_element: "sessionId",
             config: default_config,
         }
@@ -182,6 +185,7 @@ impl Harness {
                 expires_in: setup.expires_in,
                 client_secret: Some(CLIENT_SECRET.into()),
                 session_seconds: 900,
+                other_keys: setup.idp_other_keys.clone(),
             },
             sessions.clone(),
         )
