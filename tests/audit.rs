@@ -6,23 +6,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn with_caller(p: &Peers) -> String {
     default_config(p)
@@ -37,13 +21,7 @@ operations = ["query"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_decision_is_one_audit_line() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = Captured::install(tracing::Level::INFO);
     let h = Harness::with(Setup { config: with_caller, ..Setup::default() }).await;
     let allowed = h.post("/services/Soap/u/58.0", "text/xml", &query(ALICE), &[("X-Request-Id", "req-allow-1")]).await;
     assert_eq!(allowed.status, 200);
@@ -52,7 +30,7 @@ async fn each_decision_is_one_audit_line() {
         .await;
     assert_eq!(denied.status, 403);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let audit: Vec<&str> = text.lines().filter(|l| l.contains(" audit: ")).collect();
     assert_eq!(audit.len(), 2, "{text}");
     let allow = audit.iter().find(|l| l.contains("request_id=req-allow-1")).unwrap();

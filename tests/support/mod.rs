@@ -396,3 +396,31 @@ pub fn mtls_pki() -> MtlsPki {
         stranger_key_pem,
     }
 }
+
+/// Log lines written by every crate, for tests that read them. Installs the process-wide
+/// subscriber: one test binary may call it once.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn install(level: tracing::Level) -> Captured {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt().with_max_level(level).with_writer(move || writer.clone()).with_ansi(false).init();
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
