@@ -6,6 +6,7 @@
 //! reads envelopes and WSDLs; `server` accepts connections; `loopback` holds the local token
 //! endpoint and upstream that `demo` and the tests run against.
 
+pub mod bearer;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -15,6 +15,10 @@ pub struct Caller {
     pub key_sha256: Option<[u8; 32]>,
     /// DNS names in its client certificate that identify it (mutual TLS).
     pub certificate_names: Vec<String>,
+    /// OAuth client ids whose bearer tokens identify it (checked by introspection).
+    pub client_ids: Vec<String>,
+    /// Scope its bearer tokens must carry.
+    pub required_scope: Option<String>,
     /// Source addresses it may call from; empty: any.
     pub sources: Vec<IpNet>,
     /// Subjects it may act as: exact names or patterns with `*` (`*@sales.example.com`).
@@ -44,6 +48,16 @@ pub enum Denied {
     UnknownKey,
     #[error("the client certificate names no configured caller")]
     UnknownCertificate,
+    #[error("the Authorization header is not 'Bearer <token>'")]
+    MalformedBearer,
+    #[error("the bearer token is not active")]
+    InactiveToken,
+    #[error("OAuth client '{0}' is not a configured caller")]
+    ClientNotAllowed(String),
+    #[error("caller '{caller}' must present a token with scope '{scope}'")]
+    MissingScope { caller: String, scope: String },
+    #[error("the bearer token cannot be checked now: {0}")]
+    CannotVerify(String),
     #[error("the API key header is malformed")]
     MalformedKey,
     #[error("caller '{caller}' may not call from {address}")]
@@ -62,8 +76,9 @@ impl Denied {
     /// 401 for a missing or unknown credential, 400 for a malformed one, 403 for the rest.
     pub fn status(&self) -> u16 {
         match self {
-            Denied::Unauthenticated(_) | Denied::UnknownKey | Denied::UnknownCertificate => 401,
-            Denied::MalformedKey => 400,
+            Denied::Unauthenticated(_) | Denied::UnknownKey | Denied::UnknownCertificate | Denied::InactiveToken => 401,
+            Denied::MalformedKey | Denied::MalformedBearer => 400,
+            Denied::CannotVerify(_) => 503,
             Denied::Limited { .. } => 429,
             _ => 403,
         }
@@ -82,6 +97,16 @@ impl Policy {
     /// Whether callers must authenticate at all (a config without callers lets every request in).
     pub fn enforced(&self) -> bool {
         !self.callers.is_empty()
+    }
+
+    /// Checks a caller found by other means (a bearer token) against its source ranges.
+    pub fn check_source<'c>(&self, caller: &'c Caller, peer: Option<IpAddr>) -> Result<&'c Caller, Denied> {
+        match peer {
+            Some(address) if !caller.sources.is_empty() && !caller.sources.iter().any(|n| n.contains(&address)) => {
+                Err(Denied::Source { caller: caller.name.clone(), address })
+            }
+            _ => Ok(caller),
+        }
     }
 
     /// The caller a request is: by its API key, else its client certificate, else its address.
@@ -129,6 +154,7 @@ impl Policy {
                     .find(|c| {
                         c.key_sha256.is_none()
                             && c.certificate_names.is_empty()
+                            && c.client_ids.is_empty()
                             && c.sources.iter().any(|net| net.contains(&address))
                     })
                     .ok_or_else(|| Denied::Unauthenticated(self.header_name()))?

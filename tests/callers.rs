@@ -223,3 +223,52 @@ async fn mutual_tls_identifies_the_caller_by_its_certificate() {
     assert!(stranger.get(&url).header("X-Requester", ALICE).send().await.is_err());
     assert_eq!(h.idp.requests(), 1, "only the billing caller's request did token work");
 }
+
+fn with_bearer_callers(p: &Peers) -> String {
+    let introspect = p.token_url.replace("/token", "/introspect");
+    default_config(p).replacen(
+        "[server]\n",
+        &format!(
+            "[server]\ncaller_introspection_url = \"{introspect}\"\ncaller_introspection_client_id = \"{CLIENT_ID}\"\ncaller_introspection_secret_file = \"caller.secret\"\n"
+        ),
+        1,
+    ) + &format!(
+        r#"
+[[callers]]
+name = "portal"
+client_ids = ["{CLIENT_ID}"]
+required_scope = "api"
+subjects = ["*"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_bearer_token_caller_is_introspected_once_per_token() {
+    let h = Harness::with(Setup {
+        config: with_bearer_callers,
+        files: vec![("caller.secret", format!("{CLIENT_SECRET}\n"), true)],
+        ..Setup::default()
+    })
+    .await;
+    h.idp.grant("portal-app-token-1", "portal-service");
+    for _ in 0..5 {
+        let a = h
+            .get("/services/data/v58.0/x", &[("Authorization", "Bearer portal-app-token-1"), ("X-Requester", ALICE)])
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    assert_eq!(h.idp.introspections(), 1, "five requests with one token: one introspection");
+    assert!(
+        h.upstream.received().iter().all(|r| r.headers["authorization"] != "Bearer portal-app-token-1"),
+        "the app's own token never reaches the SaaS"
+    );
+    let inactive = h.get("/services/data/v58.0/x", &[("Authorization", "Bearer forged"), ("X-Requester", ALICE)]).await;
+    assert_eq!(inactive.status, 401);
+    assert!(inactive.json()["detail"].as_str().unwrap().contains("not active"));
+    let malformed =
+        h.get("/services/data/v58.0/x", &[("Authorization", "Basic Zm9vOmJhcg=="), ("X-Requester", ALICE)]).await;
+    assert_eq!(malformed.status, 400);
+    let none = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
+    assert_eq!(none.status, 401);
+}

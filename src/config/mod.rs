@@ -84,6 +84,8 @@ pub struct Config {
     pub policy: crate::policy::Policy,
     /// TLS for the proxy's own listener, with client certificates when a client CA is set.
     pub tls: Option<ListenerTls>,
+    /// Checks callers' bearer tokens, when configured.
+    pub bearer: Option<crate::bearer::BearerCallers>,
 }
 
 /// The listener's TLS setup (no `Debug` of its own: it holds the private key).
@@ -299,7 +301,17 @@ fn validate_callers(raw: &RawConfig, route_names: &HashSet<&str>, errors: &mut E
                 errors.at(s.span(), format!("'{}' is not an address or CIDR range", s.get_ref()));
             }
         }
-        if c.api_key_sha256.is_none() && c.sources.is_empty() && c.certificate_names.is_empty() {
+        if !c.client_ids.is_empty() && raw.server.caller_introspection_url.is_none() {
+            errors.at(
+                c.name.span(),
+                format!("caller '{name}' has client_ids, but server.caller_introspection_url is not set"),
+            );
+        }
+        if c.api_key_sha256.is_none()
+            && c.sources.is_empty()
+            && c.certificate_names.is_empty()
+            && c.client_ids.is_empty()
+        {
             errors.at(
                 c.name.span(),
                 format!(
@@ -590,6 +602,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         }
     }
     let subjects = SubjectMap::new(raw.subjects.map, checked.template, raw.subjects.unmapped);
+    let bearer = caller_introspection(&raw.server, base, &extra_roots, errors);
     Some(Config {
         source: errors.file.to_owned(),
         listen: checked.listen?,
@@ -604,6 +617,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         extra_roots,
         policy: build_policy(&raw.callers, &raw.server.api_key_header),
         tls: listener_tls(&raw.server, base, errors),
+        bearer,
         limits: Limits {
             max_depth: raw.limits.max_depth,
             max_elements: raw.limits.max_elements,
@@ -639,6 +653,48 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
     #[cfg(not(unix))]
     let _ = meta;
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// The introspection client for callers' bearer tokens, when configured.
+fn caller_introspection(
+    server: &raw::RawServer,
+    base: &Path,
+    extra_roots: &[reqwest::Certificate],
+    errors: &mut Errors<'_>,
+) -> Option<crate::bearer::BearerCallers> {
+    let url_field = server.caller_introspection_url.as_ref()?;
+    let url = check_url(errors, url_field, "caller_introspection_url")?;
+    let (Some(client_id), Some(secret_field)) =
+        (&server.caller_introspection_client_id, &server.caller_introspection_secret_file)
+    else {
+        errors.at(
+            url_field.span(),
+            "caller_introspection_url needs caller_introspection_client_id and caller_introspection_secret_file",
+        );
+        return None;
+    };
+    let path = secret_path(base, secret_field.get_ref());
+    let secret = match read_secret_file(&path) {
+        Ok(text) => crate::secret::Secret::new(text.trim()),
+        Err(e) => {
+            errors.at(secret_field.span(), format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_merge(extra_roots.iter().cloned())
+        .build()
+        .map_err(|e| errors.at(url_field.span(), format!("cannot make an HTTP client: {e}")))
+        .ok()?;
+    Some(crate::bearer::BearerCallers::new(crate::token::introspect::Introspector {
+        http,
+        url,
+        client_id: client_id.clone(),
+        secret,
+        auth: server.caller_introspection_auth,
+    }))
 }
 
 /// The listener's TLS acceptor, when a certificate and key are configured.
@@ -691,6 +747,8 @@ fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str)
                 name: c.name.get_ref().clone(),
                 key_sha256: c.api_key_sha256.as_ref().and_then(|k| parse_sha256(k.get_ref())),
                 certificate_names: c.certificate_names.iter().map(|n| n.get_ref().clone()).collect(),
+                client_ids: c.client_ids.clone(),
+                required_scope: c.required_scope.clone(),
                 sources: c.sources.iter().filter_map(|s| parse_net(s.get_ref())).collect(),
                 subjects: c.subjects.clone(),
                 routes: c.routes.iter().map(|r| r.get_ref().clone()).collect(),

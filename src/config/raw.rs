@@ -41,6 +41,12 @@ pub struct RawCaller {
     /// with `server.tls_client_ca`. Default: none.
     #[serde(default)]
     pub certificate_names: Vec<Spanned<String>>,
+    /// OAuth client ids whose bearer tokens identify it (with `server.caller_introspection_url`).
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+    /// Scope its bearer tokens must carry. Default: none.
+    #[serde(default)]
+    pub required_scope: Option<String>,
     /// Source addresses or CIDR ranges it may call from. Default: any (then an API key is needed).
     #[serde(default)]
     pub sources: Vec<Spanned<String>>,
@@ -124,6 +130,16 @@ pub struct RawServer {
     /// PEM CA certificates whose client certificates identify callers (mutual TLS). Default: none.
     #[serde(default)]
     pub tls_client_ca: Option<Spanned<String>>,
+    /// RFC 7662 endpoint that checks callers' own bearer tokens (`Authorization: Bearer`), with
+    /// this client's credentials. Default: none (bearer tokens identify no caller).
+    #[serde(default)]
+    pub caller_introspection_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub caller_introspection_client_id: Option<String>,
+    #[serde(default)]
+    pub caller_introspection_secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub caller_introspection_auth: crate::token::introspect::ClientAuth,
     /// Header callers send their API key in. Default `X-API-Key`; removed before forwarding.
     pub api_key_header: String,
     /// Most tokens kept in memory; the least recently used goes first. Default 100 000.
@@ -143,6 +159,10 @@ impl Default for RawServer {
             tls_certificate: None,
             tls_private_key: None,
             tls_client_ca: None,
+            caller_introspection_url: None,
+            caller_introspection_client_id: None,
+            caller_introspection_secret_file: None,
+            caller_introspection_auth: Default::default(),
             api_key_header: "X-API-Key".to_owned(),
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),

@@ -149,6 +149,14 @@ impl LoopbackIdp {
         lock(&self.state.kids).clone()
     }
 
+    /// Records `token` as issued by this endpoint to `subject` now (an internal app's own token,
+    /// for tests of callers that prove themselves with bearer tokens).
+    pub fn grant(&self, token: &str, subject: &str) {
+        self.state.sessions.insert(token.to_owned(), subject.to_owned());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        lock(&self.state.issued_at).insert(token.to_owned(), now);
+    }
+
     /// Every access token issued, live or not.
     pub fn tokens(&self) -> Vec<String> {
         lock(&self.state.tokens).clone()
@@ -331,6 +339,7 @@ async fn introspect(state: &State, req: Request<Incoming>) -> Response<ProxyBody
             "exp": at + state.options.session_seconds,
             "sub": sub,
             "client_id": state.options.client_id,
+            "scope": "api",
             "token_type": "access_token",
         }),
         _ => json!({ "active": false }),

@@ -161,8 +161,15 @@ impl App {
         let caller = if self.config.policy.enforced() {
             let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
             let cert = parts.extensions.get::<crate::server::PeerCert>().map(|c| c.0.clone());
-            let caller =
-                self.config.policy.authenticate(&parts.headers, peer, cert.as_deref()).map_err(ProxyError::Denied)?;
+            let policy = &self.config.policy;
+            let caller = match (&self.config.bearer, crate::bearer::bearer(&parts.headers)) {
+                (Some(bearer), Ok(Some(token))) => {
+                    let caller = bearer.caller(policy, token, self.clock.now()).await.map_err(ProxyError::Denied)?;
+                    policy.check_source(caller, peer).map_err(ProxyError::Denied)?
+                }
+                (Some(_), Err(e)) => return Err(ProxyError::Denied(e)),
+                _ => policy.authenticate(&parts.headers, peer, cert.as_deref()).map_err(ProxyError::Denied)?,
+            };
             ctx.caller = Some(caller.name.clone());
             let limited = |what, retry_after| {
                 ProxyError::Denied(crate::policy::Denied::Limited { caller: caller.name.clone(), what, retry_after })

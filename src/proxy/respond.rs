@@ -52,6 +52,7 @@ pub fn classify(err: &ProxyError) -> Classified {
         },
         ProxyError::Denied(d) => match d.status() {
             429 => (StatusCode::TOO_MANY_REQUESTS, Caller, "rate_limited"),
+            503 => (StatusCode::SERVICE_UNAVAILABLE, Server, "caller_unverifiable"),
             401 => (StatusCode::UNAUTHORIZED, Caller, "unauthenticated"),
             400 => (StatusCode::BAD_REQUEST, Caller, "malformed_credential"),
             _ => (StatusCode::FORBIDDEN, Caller, "forbidden"),

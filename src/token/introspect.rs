@@ -27,16 +27,33 @@ pub struct Introspector {
     pub auth: ClientAuth,
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    active: bool,
+/// What the endpoint says of a token (the fields oauth-egress uses).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub active: bool,
     #[serde(default)]
-    exp: Option<u64>,
+    pub exp: Option<u64>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 impl Introspector {
     /// How long `token` has left, by the endpoint's `exp`.
     pub async fn remaining(&self, token: &Secret) -> Result<Duration, TokenError> {
+        let answer = self.introspect(token).await?;
+        let exp = match (answer.active, answer.exp) {
+            (true, Some(exp)) => exp,
+            (true, None) => return Err(TokenError::BadResponse("introspection answer has no exp".into())),
+            (false, _) => return Err(TokenError::BadResponse("introspection says the new token is inactive".into())),
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(Duration::from_secs(exp.saturating_sub(now)))
+    }
+
+    /// The endpoint's answer for `token`.
+    pub async fn introspect(&self, token: &Secret) -> Result<Answer, TokenError> {
         let mut form = vec![("token", token.expose()), ("token_type_hint", "access_token")];
         let mut request = self.http.post(self.url.clone()).header(http::header::ACCEPT, "application/json");
         match self.auth {
@@ -52,16 +69,6 @@ impl Introspector {
         if !response.status().is_success() {
             return Err(TokenError::Status(response.status().as_u16()));
         }
-        let answer: Answer = response
-            .json()
-            .await
-            .map_err(|_| TokenError::BadResponse("introspection answer is not RFC 7662 JSON".into()))?;
-        let exp = match (answer.active, answer.exp) {
-            (true, Some(exp)) => exp,
-            (true, None) => return Err(TokenError::BadResponse("introspection answer has no exp".into())),
-            (false, _) => return Err(TokenError::BadResponse("introspection says the new token is inactive".into())),
-        };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(Duration::from_secs(exp.saturating_sub(now)))
+        response.json().await.map_err(|_| TokenError::BadResponse("introspection answer is not RFC 7662 JSON".into()))
     }
 }
