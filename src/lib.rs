@@ -50,7 +50,32 @@ pub async fn run(
         async move { app.handle(req).await }
     };
     let tls = app.config().tls.as_ref().map(|t| t.0.clone());
-    server::serve(listener, tls, handler, shutdown, DRAIN).await;
+    // Both listeners stop on the one shutdown.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    #[cfg(unix)]
+    let unix = match &app.config().unix_socket {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)?;
+            tracing::info!(socket = %path.display(), "Listening on the Unix socket.");
+            Some(tokio::spawn(server::serve_unix(listener, handler.clone(), stopped(), DRAIN)))
+        }
+        None => None,
+    };
+    let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), DRAIN));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = tcp.await;
+    #[cfg(unix)]
+    if let Some(unix) = unix {
+        let _ = unix.await;
+    }
     app.revoke_held().await;
     Ok(())
 }

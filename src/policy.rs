@@ -15,6 +15,9 @@ pub struct Caller {
     pub key_sha256: Option<[u8; 32]>,
     /// DNS names in its client certificate that identify it (mutual TLS).
     pub certificate_names: Vec<String>,
+    /// Unix users and groups that identify it on the Unix socket.
+    pub unix_uids: Vec<u32>,
+    pub unix_gids: Vec<u32>,
     /// OAuth client ids whose bearer tokens identify it (checked by introspection).
     pub client_ids: Vec<String>,
     /// Scope its bearer tokens must carry.
@@ -48,6 +51,8 @@ pub enum Denied {
     UnknownKey,
     #[error("the client certificate names no configured caller")]
     UnknownCertificate,
+    #[error("the Unix user or group calling is not a configured caller")]
+    UnknownUser,
     #[error("the Authorization header is not 'Bearer <token>'")]
     MalformedBearer,
     #[error("the bearer token is not active")]
@@ -76,7 +81,11 @@ impl Denied {
     /// 401 for a missing or unknown credential, 400 for a malformed one, 403 for the rest.
     pub fn status(&self) -> u16 {
         match self {
-            Denied::Unauthenticated(_) | Denied::UnknownKey | Denied::UnknownCertificate | Denied::InactiveToken => 401,
+            Denied::Unauthenticated(_)
+            | Denied::UnknownKey
+            | Denied::UnknownCertificate
+            | Denied::UnknownUser
+            | Denied::InactiveToken => 401,
             Denied::MalformedKey | Denied::MalformedBearer => 400,
             Denied::CannotVerify(_) => 503,
             Denied::Limited { .. } => 429,
@@ -115,6 +124,7 @@ impl Policy {
         headers: &http::HeaderMap,
         peer: Option<IpAddr>,
         cert: Option<&rustls_pki_types::CertificateDer<'_>>,
+        user: Option<crate::server::PeerUser>,
     ) -> Result<&Caller, Denied> {
         let presented = match &self.api_key_header {
             Some(name) => match headers.get(name) {
@@ -134,6 +144,13 @@ impl Policy {
                             .is_some_and(|k| aws_lc_rs::constant_time::verify_slices_are_equal(&k, &digest).is_ok())
                     })
                     .ok_or(Denied::UnknownKey)?
+            }
+            None if user.is_some() => {
+                let user = user.ok_or(Denied::UnknownUser)?;
+                self.callers
+                    .iter()
+                    .find(|c| c.unix_uids.contains(&user.uid) || c.unix_gids.contains(&user.gid))
+                    .ok_or(Denied::UnknownUser)?
             }
             None if cert.is_some() => {
                 let cert = cert.and_then(|c| webpki::EndEntityCert::try_from(c).ok()).ok_or(Denied::UnknownKey)?;

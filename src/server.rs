@@ -21,6 +21,13 @@ use crate::proxy::ProxyBody;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The uid and gid of the process at the other end of a Unix socket, in the request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// The client certificate a TLS caller presented (verified against the configured CAs), in the
 /// request's extensions.
 #[derive(Clone, Debug)]
@@ -28,6 +35,38 @@ pub struct PeerCert(pub std::sync::Arc<tokio_rustls::rustls::pki_types::Certific
 
 /// Longest a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts until `shutdown` resolves, handing each connection to `on_connection` with a watcher
+/// for graceful shutdown; then waits up to `drain` for open connections to finish.
+async fn accept_loop<S, Fut, A, C>(
+    mut accept: A,
+    mut on_connection: C,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) where
+    A: FnMut() -> Fut,
+    Fut: Future<Output = std::io::Result<S>>,
+    C: FnMut(S, hyper_util::server::graceful::Watcher),
+{
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = accept() => match accepted {
+                Ok(connection) => on_connection(connection, graceful.watcher()),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(drain_secs = drain.as_secs(), "Connections still open after the drain time; closing them.");
+    }
+}
 
 /// Serves until `shutdown` resolves, then waits up to `drain` for open connections to finish.
 /// With `tls`, every connection is a TLS server connection first.
@@ -41,71 +80,86 @@ pub async fn serve<H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly rather than spin.
-                        tracing::warn!(error = %e, "Accept failed.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let result = match tls {
-                        None => {
-                            let service = service(handler, peer, None);
-                            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+    let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
+                         watcher: hyper_util::server::graceful::Watcher| {
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let result = match tls {
+                None => {
+                    let service = service(handler, Peer { addr: Some(PeerAddr(peer)), cert: None, user: None });
+                    watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed.");
+                            return;
                         }
-                        Some(acceptor) => {
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed.");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("TLS handshake timed out.");
-                                    return;
-                                }
-                            };
-                            let cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|chain| chain.first())
-                                .map(|c| PeerCert(std::sync::Arc::new(c.clone().into_owned())));
-                            let service = service(handler, peer, cert);
-                            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out.");
+                            return;
                         }
                     };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "Connection ended with an error.");
-                    }
-                });
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|c| PeerCert(std::sync::Arc::new(c.clone().into_owned())));
+                    let service = service(handler, Peer { addr: Some(PeerAddr(peer)), cert, user: None });
+                    watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "Connection ended with an error.");
             }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(drain_secs = drain.as_secs(), "Connections still open after the drain time; closing them.");
-    }
+        });
+    };
+    accept_loop(|| listener.accept(), on_connection, shutdown, drain).await;
+}
+
+/// Serves HTTP/1.1 on a Unix socket until `shutdown` resolves; each request carries the peer's
+/// credentials (`PeerUser`), which the kernel vouches for.
+#[cfg(unix)]
+pub async fn serve_unix<H, Fut>(
+    listener: tokio::net::UnixListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr),
+                         watcher: hyper_util::server::graceful::Watcher| {
+        let user = stream.peer_cred().ok().map(|c| PeerUser { uid: c.uid(), gid: c.gid() });
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service(handler, Peer { addr: None, cert: None, user });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "Connection ended with an error.");
+            }
+        });
+    };
+    accept_loop(|| listener.accept(), on_connection, shutdown, drain).await;
+}
+
+/// What is known of a connection's peer.
+#[derive(Clone)]
+struct Peer {
+    addr: Option<PeerAddr>,
+    cert: Option<PeerCert>,
+    user: Option<PeerUser>,
 }
 
 /// The per-connection service: puts what is known of the peer into each request, then hands it on.
 fn service<H, Fut>(
     handler: H,
-    peer: std::net::SocketAddr,
-    cert: Option<PeerCert>,
+    peer: Peer,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<ProxyBody>,
@@ -117,9 +171,15 @@ where
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
-        if let Some(cert) = &cert {
-            req.extensions_mut().insert(cert.clone());
+        let extensions = req.extensions_mut();
+        if let Some(addr) = peer.addr {
+            extensions.insert(addr);
+        }
+        if let Some(cert) = &peer.cert {
+            extensions.insert(cert.clone());
+        }
+        if let Some(user) = peer.user {
+            extensions.insert(user);
         }
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }

@@ -272,3 +272,44 @@ async fn a_bearer_token_caller_is_introspected_once_per_token() {
     let none = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
     assert_eq!(none.status, 401);
 }
+
+/// The uid this test runs as: the owner of a file it creates.
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    tempfile::NamedTempFile::new().unwrap().as_file().metadata().unwrap().uid()
+}
+
+fn with_unix_socket(p: &Peers) -> String {
+    default_config(p).replacen("[server]\n", "[server]\nunix_socket = \"proxy.sock\"\n", 1)
+        + &format!(
+            r#"
+[[callers]]
+name = "local-batch"
+unix_uids = [{}]
+subjects = ["*@corp.example.com.sandbox"]
+"#,
+            my_uid()
+        )
+}
+
+async fn over_unix_socket(path: &std::path::Path, requester: &str) -> u16 {
+    let stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("/services/data/v58.0/x")
+        .header("host", "localhost")
+        .header("X-Requester", requester)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    sender.send_request(request).await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn on_the_unix_socket_the_caller_is_its_uid() {
+    let h = Harness::with(Setup { config: with_unix_socket, ..Setup::default() }).await;
+    let socket = h.dir.path().join("proxy.sock");
+    assert_eq!(over_unix_socket(&socket, ALICE).await, 200);
+    assert_eq!(over_unix_socket(&socket, "ops@corp.example.com").await, 403, "outside its subjects");
+    // Over TCP the same process has no uid to show: nothing identifies it.
+    assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 401);
+}

@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: Option<ListenerTls>,
     /// Checks callers' bearer tokens, when configured.
     pub bearer: Option<crate::bearer::BearerCallers>,
+    /// A Unix socket to listen on as well (callers by uid/gid).
+    pub unix_socket: Option<PathBuf>,
 }
 
 /// The listener's TLS setup (no `Debug` of its own: it holds the private key).
@@ -307,15 +309,23 @@ fn validate_callers(raw: &RawConfig, route_names: &HashSet<&str>, errors: &mut E
                 format!("caller '{name}' has client_ids, but server.caller_introspection_url is not set"),
             );
         }
+        if (!c.unix_uids.is_empty() || !c.unix_gids.is_empty()) && raw.server.unix_socket.is_none() {
+            errors.at(
+                c.name.span(),
+                format!("caller '{name}' has unix_uids/unix_gids, but server.unix_socket is not set"),
+            );
+        }
         if c.api_key_sha256.is_none()
             && c.sources.is_empty()
             && c.certificate_names.is_empty()
             && c.client_ids.is_empty()
+            && c.unix_uids.is_empty()
+            && c.unix_gids.is_empty()
         {
             errors.at(
                 c.name.span(),
                 format!(
-                    "caller '{name}' has neither api_key_sha256, certificate_names nor sources: nothing identifies it"
+                    "caller '{name}' has no api_key_sha256, certificate_names, client_ids, unix_uids/unix_gids or sources: nothing identifies it"
                 ),
             );
         }
@@ -618,6 +628,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         policy: build_policy(&raw.callers, &raw.server.api_key_header),
         tls: listener_tls(&raw.server, base, errors),
         bearer,
+        unix_socket: raw.server.unix_socket.as_ref().map(|p| base.join(p)),
         limits: Limits {
             max_depth: raw.limits.max_depth,
             max_elements: raw.limits.max_elements,
@@ -748,6 +759,8 @@ fn build_policy(callers: &[toml::Spanned<raw::RawCaller>], api_key_header: &str)
                 key_sha256: c.api_key_sha256.as_ref().and_then(|k| parse_sha256(k.get_ref())),
                 certificate_names: c.certificate_names.iter().map(|n| n.get_ref().clone()).collect(),
                 client_ids: c.client_ids.clone(),
+                unix_uids: c.unix_uids.clone(),
+                unix_gids: c.unix_gids.clone(),
                 required_scope: c.required_scope.clone(),
                 sources: c.sources.iter().filter_map(|s| parse_net(s.get_ref())).collect(),
                 subjects: c.subjects.clone(),
@@ -879,7 +892,7 @@ subjects = ["*"]
         assert!(errs.contains("t.toml:5:12: '10.0.0.0/33' is not an address or CIDR range"), "{errs}");
         assert!(errs.contains("caller 'a' lists no subjects"), "{errs}");
         assert!(errs.contains("t.toml:7:11: caller 'a' names route 'nowhere'"), "{errs}");
-        assert!(errs.contains("caller 'b' has neither api_key_sha256, certificate_names nor sources"), "{errs}");
+        assert!(errs.contains("caller 'b' has no api_key_sha256, certificate_names, client_ids"), "{errs}");
     }
 
     #[test]

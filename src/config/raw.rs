@@ -41,6 +41,11 @@ pub struct RawCaller {
     /// with `server.tls_client_ca`. Default: none.
     #[serde(default)]
     pub certificate_names: Vec<Spanned<String>>,
+    /// Unix users (uids) and groups (gids) that identify it on `server.unix_socket`.
+    #[serde(default)]
+    pub unix_uids: Vec<u32>,
+    #[serde(default)]
+    pub unix_gids: Vec<u32>,
     /// OAuth client ids whose bearer tokens identify it (with `server.caller_introspection_url`).
     #[serde(default)]
     pub client_ids: Vec<String>,
@@ -122,6 +127,9 @@ pub struct RawServer {
     /// Time from sending a request upstream to its response headers. Default 120 s.
     #[serde(deserialize_with = "duration")]
     pub upstream_timeout: Duration,
+    /// Also listen on this Unix socket; callers there are identified by their uid/gid. Default: none.
+    #[serde(default)]
+    pub unix_socket: Option<String>,
     /// Serve TLS with this PEM certificate chain and key (readable by its owner only). Default: plain.
     #[serde(default)]
     pub tls_certificate: Option<Spanned<String>>,
@@ -156,6 +164,7 @@ impl Default for RawServer {
             max_body: 10 * 1024 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(120),
+            unix_socket: None,
             tls_certificate: None,
             tls_private_key: None,
             tls_client_ca: None,

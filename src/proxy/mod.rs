@@ -168,7 +168,10 @@ impl App {
                     policy.check_source(caller, peer).map_err(ProxyError::Denied)?
                 }
                 (Some(_), Err(e)) => return Err(ProxyError::Denied(e)),
-                _ => policy.authenticate(&parts.headers, peer, cert.as_deref()).map_err(ProxyError::Denied)?,
+                _ => {
+                    let user = parts.extensions.get::<crate::server::PeerUser>().copied();
+                    policy.authenticate(&parts.headers, peer, cert.as_deref(), user).map_err(ProxyError::Denied)?
+                }
             };
             ctx.caller = Some(caller.name.clone());
             let limited = |what, retry_after| {
