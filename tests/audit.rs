@@ -30,9 +30,17 @@ async fn each_decision_is_one_audit_line() {
         .await;
     assert_eq!(denied.status, 403);
 
+    // A request that is no caller at all (a key nobody has) is a decision too.
+    let unknown = h.get("/services/data/v58.0/x", &[("X-API-Key", "guess"), ("X-Request-Id", "req-unknown-3")]).await;
+    assert_eq!(unknown.status, 401);
     let text = logs.text();
     let audit: Vec<&str> = text.lines().filter(|l| l.contains(" audit: ")).collect();
-    assert_eq!(audit.len(), 2, "{text}");
+    assert_eq!(audit.len(), 3, "{text}");
+    let stranger = audit.iter().find(|l| l.contains("request_id=req-unknown-3")).unwrap();
+    assert!(
+        stranger.contains("decision=\"deny\"") && stranger.contains("not one of a configured caller"),
+        "{stranger}"
+    );
     let allow = audit.iter().find(|l| l.contains("request_id=req-allow-1")).unwrap();
     for part in [
         "caller=ops-box",

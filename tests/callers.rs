@@ -313,3 +313,14 @@ async fn on_the_unix_socket_the_caller_is_its_uid() {
     // Over TCP the same process has no uid to show: nothing identifies it.
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 401);
 }
+
+fn with_unix_socket_for_someone_else(p: &Peers) -> String {
+    with_unix_socket(p).replace(&format!("unix_uids = [{}]", my_uid()), &format!("unix_uids = [{}]", my_uid() + 1))
+}
+
+#[tokio::test]
+async fn on_the_unix_socket_an_unlisted_uid_is_refused() {
+    let h = Harness::with(Setup { config: with_unix_socket_for_someone_else, ..Setup::default() }).await;
+    assert_eq!(over_unix_socket(&h.dir.path().join("proxy.sock"), ALICE).await, 401);
+    assert_eq!(h.idp.requests(), 0);
+}

@@ -157,22 +157,35 @@ impl App {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = request.into_parts();
+        let route_name = ctx.route.name.clone();
         // Who is calling, before the body is read or any token work is done.
         let caller = if self.config.policy.enforced() {
             let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
             let cert = parts.extensions.get::<crate::server::PeerCert>().map(|c| c.0.clone());
             let policy = &self.config.policy;
-            let caller = match (&self.config.bearer, crate::bearer::bearer(&parts.headers)) {
-                (Some(bearer), Ok(Some(token))) => {
-                    let caller = bearer.caller(policy, token, self.clock.now()).await.map_err(ProxyError::Denied)?;
-                    policy.check_source(caller, peer).map_err(ProxyError::Denied)?
-                }
-                (Some(_), Err(e)) => return Err(ProxyError::Denied(e)),
+            let identified = match (&self.config.bearer, crate::bearer::bearer(&parts.headers)) {
+                (Some(bearer), Ok(Some(token))) => match bearer.caller(policy, token, self.clock.now()).await {
+                    Ok(caller) => policy.check_source(caller, peer),
+                    Err(e) => Err(e),
+                },
+                (Some(_), Err(e)) => Err(e),
                 _ => {
                     let user = parts.extensions.get::<crate::server::PeerUser>().copied();
-                    policy.authenticate(&parts.headers, peer, cert.as_deref(), user).map_err(ProxyError::Denied)?
+                    policy.authenticate(&parts.headers, peer, cert.as_deref(), user)
                 }
             };
+            let caller = identified.map_err(|denied| {
+                tracing::info!(
+                    target: "audit",
+                    request_id = %ctx.request_id,
+                    caller = "-",
+                    route = %route_name,
+                    decision = "deny",
+                    rule = %denied,
+                    "Authentication decision."
+                );
+                ProxyError::Denied(denied)
+            })?;
             ctx.caller = Some(caller.name.clone());
             let limited = |what, retry_after| {
                 ProxyError::Denied(crate::policy::Denied::Limited { caller: caller.name.clone(), what, retry_after })
