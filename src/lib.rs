@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod secret;
 pub mod server;
 pub mod soap;
+pub mod systemd;
 pub mod token;
 
 use std::future::Future;
@@ -69,7 +70,18 @@ pub async fn run(
         None => None,
     };
     let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), DRAIN));
+    systemd::notify("READY=1");
+    if let Some(every) = systemd::watchdog_interval() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                systemd::notify("WATCHDOG=1");
+            }
+        });
+    }
     shutdown.await;
+    systemd::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let _ = tcp.await;
     #[cfg(unix)]

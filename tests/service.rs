@@ -1,0 +1,91 @@
+//! The `run` command as systemd runs it: `READY=1` on `$NOTIFY_SOCKET` once listening, and on
+//! SIGTERM no new connections while an in-flight request still completes, then `STOPPING=1` and
+//! exit 0.
+
+// A panic in a test is a failed test: unwrap freely here.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use oauth_egress::loopback::Sessions;
+use oauth_egress::loopback::idp::{IdpOptions, LoopbackIdp};
+use oauth_egress::loopback::upstream::LoopbackUpstream;
+use support::*;
+
+async fn get_over(socket: &std::path::Path) -> u16 {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::get("/services/data/v58.0/x")
+        .header("host", "localhost")
+        .header("X-Requester", ALICE)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    sender.send_request(request).await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_then_sigterm_drains_the_request_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("test.key"), &key_pem());
+    copy_wsdls(dir.path());
+    let sessions = Sessions::default();
+    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
+    let idp = LoopbackIdp::start(
+        IdpOptions {
+            client_id: CLIENT_ID.into(),
+            audience: AUDIENCE.into(),
+            public_key: key().to_public_key(),
+            instance_url: upstream.url(),
+            expires_in: None,
+            client_secret: None,
+            session_seconds: 7200,
+            other_keys: Vec::new(),
+        },
+        sessions,
+    )
+    .await
+    .unwrap();
+    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
+    let config = dir.path().join("oauth-egress.toml");
+    std::fs::write(
+        &config,
+        default_config(&peers).replacen("[server]\n", "[server]\nunix_socket = \"proxy.sock\"\n", 1),
+    )
+    .unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+
+    let socket = dir.path().join("proxy.sock");
+    assert_eq!(get_over(&socket).await, 200, "serving once ready");
+
+    // A request is in flight (held at the upstream) when SIGTERM arrives.
+    upstream.hold();
+    let arrived = upstream.arrived();
+    let in_flight = tokio::spawn({
+        let socket = socket.clone();
+        async move { get_over(&socket).await }
+    });
+    wait_until("request at the upstream", || upstream.arrived() == arrived + 1).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    upstream.release();
+    assert_eq!(in_flight.await.unwrap(), 200, "the in-flight request completed");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
