@@ -99,6 +99,11 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
+                // Registered before READY=1 is sent, so that no SIGHUP finds the default action.
+                #[cfg(unix)]
+                tokio::spawn(refuse_reload(
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+                ));
                 match oauth_egress::run(app, shutdown_signal(), None).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -169,6 +174,18 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// SIGHUP would end the process by default; until live reload exists, it is logged and ignored,
+/// so that `systemctl reload` cannot stop the service.
+#[cfg(unix)]
+async fn refuse_reload(hup: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hup) = hup else { return };
+    while hup.recv().await.is_some() {
+        tracing::warn!(
+            "SIGHUP received: live reload is not available yet; the running config stays. Restart to apply changes."
+        );
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -71,6 +71,10 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
 
     let socket = dir.path().join("proxy.sock");
     assert_eq!(get_over(&socket).await, 200, "serving once ready");
+    // SIGHUP does not stop it.
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert_eq!(get_over(&socket).await, 200, "still serving after SIGHUP");
 
     // A request is in flight (held at the upstream) when SIGTERM arrives.
     upstream.hold();
@@ -80,7 +84,6 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
         async move { get_over(&socket).await }
     });
     wait_until("request at the upstream", || upstream.arrived() == arrived + 1).await;
-    let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");
