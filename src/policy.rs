@@ -55,6 +55,8 @@ pub enum Denied {
     UnknownUser,
     #[error("the Authorization header is not 'Bearer <token>'")]
     MalformedBearer,
+    #[error("no bearer token: send 'Authorization: Bearer <token>'")]
+    MissingBearer,
     #[error("the bearer token is not active")]
     InactiveToken,
     #[error("OAuth client '{0}' is not a configured caller")]
@@ -86,7 +88,7 @@ impl Denied {
             | Denied::UnknownCertificate
             | Denied::UnknownUser
             | Denied::InactiveToken => 401,
-            Denied::MalformedKey | Denied::MalformedBearer => 400,
+            Denied::MalformedKey | Denied::MalformedBearer | Denied::MissingBearer => 400,
             Denied::CannotVerify(_) => 503,
             Denied::Limited { .. } => 429,
             _ => 403,
@@ -106,6 +108,18 @@ impl Policy {
     /// Whether callers must authenticate at all (a config without callers lets every request in).
     pub fn enforced(&self) -> bool {
         !self.callers.is_empty()
+    }
+
+    /// Whether bearer tokens are the only way any caller can prove itself (then a request
+    /// without one is malformed, 400, as gateways enforcing OAuth answer).
+    pub fn bearer_only(&self) -> bool {
+        self.callers.iter().all(|c| {
+            !c.client_ids.is_empty()
+                && c.key_sha256.is_none()
+                && c.certificate_names.is_empty()
+                && c.unix_uids.is_empty()
+                && c.unix_gids.is_empty()
+        })
     }
 
     /// Checks a caller found by other means (a bearer token) against its source ranges.

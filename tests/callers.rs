@@ -269,8 +269,10 @@ async fn a_bearer_token_caller_is_introspected_once_per_token() {
     let malformed =
         h.get("/services/data/v58.0/x", &[("Authorization", "Basic Zm9vOmJhcg=="), ("X-Requester", ALICE)]).await;
     assert_eq!(malformed.status, 400);
+    // Bearer tokens are the only way in here: no token is a malformed request, as gateways answer.
     let none = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await;
-    assert_eq!(none.status, 401);
+    assert_eq!(none.status, 400);
+    assert!(none.json()["detail"].as_str().unwrap().contains("no bearer token"));
 }
 
 /// The uid this test runs as: the owner of a file it creates.
@@ -323,4 +325,31 @@ async fn on_the_unix_socket_an_unlisted_uid_is_refused() {
     let h = Harness::with(Setup { config: with_unix_socket_for_someone_else, ..Setup::default() }).await;
     assert_eq!(over_unix_socket(&h.dir.path().join("proxy.sock"), ALICE).await, 401);
     assert_eq!(h.idp.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_bearer_token_without_the_required_scope_or_from_another_client_is_forbidden() {
+    let scope: fn(&Peers) -> String =
+        |p| with_bearer_callers(p).replace("required_scope = \"api\"", "required_scope = \"egress\"");
+    let other: fn(&Peers) -> String = |p| {
+        with_bearer_callers(p).replace(&format!("client_ids = [\"{CLIENT_ID}\"]"), "client_ids = [\"someone-else\"]")
+    };
+    for (config, says) in [
+        (scope, "must present a token with scope 'egress'"),
+        (other, &*format!("OAuth client '{CLIENT_ID}' is not a configured caller")),
+    ] {
+        let h = Harness::with(Setup {
+            config,
+            files: vec![("caller.secret", format!("{CLIENT_SECRET}\n"), true)],
+            ..Setup::default()
+        })
+        .await;
+        h.idp.grant("portal-app-token-2", "portal-service");
+        let a = h
+            .get("/services/data/v58.0/x", &[("Authorization", "Bearer portal-app-token-2"), ("X-Requester", ALICE)])
+            .await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert!(a.json()["detail"].as_str().unwrap().contains(says), "{}", a.body);
+        assert_eq!(h.idp.requests(), 0, "no token work");
+    }
 }

@@ -169,6 +169,7 @@ impl App {
                     Err(e) => Err(e),
                 },
                 (Some(_), Err(e)) => Err(e),
+                (Some(_), Ok(None)) if policy.bearer_only() => Err(crate::policy::Denied::MissingBearer),
                 _ => {
                     let user = parts.extensions.get::<crate::server::PeerUser>().copied();
                     policy.authenticate(&parts.headers, peer, cert.as_deref(), user)
