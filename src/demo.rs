@@ -110,16 +110,7 @@ pub async fn run() -> Result<String, String> {
     let sessions = Sessions::default();
     let upstream = LoopbackUpstream::start(sessions.clone()).await.map_err(|e| e.to_string())?;
     let idp = LoopbackIdp::start(
-        IdpOptions {
-            client_id: CLIENT_ID.into(),
-            audience: AUDIENCE.into(),
-            public_key: key.to_public_key(),
-            instance_url: upstream.url(),
-            expires_in: None,
-            client_secret: None,
-            session_seconds: 7200,
-            other_keys: Vec::new(),
-        },
+        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key.to_public_key(), upstream.url()),
         sessions.clone(),
     )
     .await
@@ -128,16 +119,8 @@ pub async fn run() -> Result<String, String> {
     std::fs::write(&config_path, config_text(&idp.token_url())).map_err(|e| e.to_string())?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let app = Arc::new(App::new(config)?);
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::run(
-        Arc::clone(&app),
-        async {
-            let _ = stop_rx.await;
-        },
-        Some(bound_tx),
-    ));
-    let proxy = bound_rx.await.map_err(|_| "proxy did not start".to_owned())?;
+    let mut running = crate::Running::start(Arc::clone(&app)).await.map_err(|e| e.to_string())?;
+    let proxy = running.addr;
 
     let _ = writeln!(out, "oauth-egress demo: everything below ran for real on 127.0.0.1\n");
     let _ = writeln!(out, "  proxy          http://{proxy}");
@@ -226,7 +209,6 @@ pub async fn run() -> Result<String, String> {
         idp.issued(),
         upstream.received().len()
     );
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    running.stop().await.map_err(|e| e.to_string())?;
     Ok(out)
 }

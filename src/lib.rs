@@ -32,6 +32,43 @@ pub use proxy::App;
 /// How long open requests may take to finish after shutdown is asked for.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
+/// A proxy serving in the background (demo, tests): where it listens, how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Starts `run` in a task and waits until it listens.
+    pub async fn start(app: Arc<App>) -> std::io::Result<Running> {
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(run(app, shutdown, Some(bound_tx)));
+        match bound_rx.await {
+            Ok(addr) => Ok(Running { addr, stop: Some(stop), task: Some(task) }),
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(std::io::Error::other("the proxy stopped before listening")),
+            },
+        }
+    }
+
+    /// Shuts down as SIGTERM would and waits until `run` has returned.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Binds `config.listen` and serves the proxy until `shutdown` resolves. Returns the bound address
 /// through `bound` as soon as the listener is up (port 0 picks a free port).
 pub async fn run(

@@ -34,16 +34,7 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
     let sessions = Sessions::default();
     let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
     let idp = LoopbackIdp::start(
-        IdpOptions {
-            client_id: CLIENT_ID.into(),
-            audience: AUDIENCE.into(),
-            public_key: key().to_public_key(),
-            instance_url: upstream.url(),
-            expires_in: None,
-            client_secret: None,
-            session_seconds: 7200,
-            other_keys: Vec::new(),
-        },
+        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
         sessions,
     )
     .await

@@ -43,6 +43,22 @@ pub struct IdpOptions {
     pub other_keys: Vec<(String, RsaPublicKey)>,
 }
 
+impl IdpOptions {
+    /// An endpoint that answers like Salesforce: no `expires_in`, no introspection, one key.
+    pub fn salesforce(client_id: &str, audience: &str, public_key: RsaPublicKey, instance_url: String) -> Self {
+        IdpOptions {
+            client_id: client_id.to_owned(),
+            audience: audience.to_owned(),
+            public_key,
+            instance_url,
+            expires_in: None,
+            client_secret: None,
+            session_seconds: 7200,
+            other_keys: Vec::new(),
+        }
+    }
+}
+
 struct State {
     options: IdpOptions,
     key: DecodingKey,

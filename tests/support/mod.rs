@@ -112,8 +112,7 @@ pub struct Harness {
     pub clock: Clock,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    running: oauth_egress::Running,
 }
 
 pub struct Setup {
@@ -178,14 +177,11 @@ impl Harness {
             .expect("upstream");
         let idp = LoopbackIdp::start(
             IdpOptions {
-                client_id: CLIENT_ID.into(),
-                audience: AUDIENCE.into(),
-                public_key: key().to_public_key(),
-                instance_url: upstream.url(),
                 expires_in: setup.expires_in,
                 client_secret: Some(CLIENT_SECRET.into()),
                 session_seconds: 900,
                 other_keys: setup.idp_other_keys.clone(),
+                ..IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url())
             },
             sessions.clone(),
         )
@@ -219,38 +215,14 @@ impl Harness {
         let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let clock = Clock::default();
         let app = Arc::new(App::with_clock(config, clock.clone()).expect("app"));
-        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(oauth_egress::run(
-            Arc::clone(&app),
-            async {
-                let _ = stopped.await;
-            },
-            Some(bound_tx),
-        ));
-        let proxy = bound_rx.await.expect("bound");
-        Harness {
-            proxy,
-            idp,
-            upstream,
-            sessions,
-            app,
-            clock,
-            http: reqwest::Client::new(),
-            dir,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        let running = oauth_egress::Running::start(Arc::clone(&app)).await.expect("proxy");
+        let proxy = running.addr;
+        Harness { proxy, idp, upstream, sessions, app, clock, http: reqwest::Client::new(), dir, running }
     }
 
     /// Shuts the proxy down as SIGTERM would, and waits until `run` has returned.
     pub async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("run");
-        }
+        self.running.stop().await.expect("run");
     }
 
     pub fn url(&self, path: &str) -> String {
