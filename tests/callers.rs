@@ -294,24 +294,12 @@ subjects = ["*@corp.example.com.sandbox"]
         )
 }
 
-async fn over_unix_socket(path: &std::path::Path, requester: &str) -> u16 {
-    let stream = tokio::net::UnixStream::connect(path).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get("/services/data/v58.0/x")
-        .header("host", "localhost")
-        .header("X-Requester", requester)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    sender.send_request(request).await.unwrap().status().as_u16()
-}
-
 #[tokio::test]
 async fn on_the_unix_socket_the_caller_is_its_uid() {
     let h = Harness::with(Setup { config: with_unix_socket, ..Setup::default() }).await;
     let socket = h.dir.path().join("proxy.sock");
-    assert_eq!(over_unix_socket(&socket, ALICE).await, 200);
-    assert_eq!(over_unix_socket(&socket, "ops@corp.example.com").await, 403, "outside its subjects");
+    assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200);
+    assert_eq!(get_over_unix_socket(&socket, "ops@corp.example.com").await, 403, "outside its subjects");
     // Over TCP the same process has no uid to show: nothing identifies it.
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 401);
 }
@@ -323,7 +311,7 @@ fn with_unix_socket_for_someone_else(p: &Peers) -> String {
 #[tokio::test]
 async fn on_the_unix_socket_an_unlisted_uid_is_refused() {
     let h = Harness::with(Setup { config: with_unix_socket_for_someone_else, ..Setup::default() }).await;
-    assert_eq!(over_unix_socket(&h.dir.path().join("proxy.sock"), ALICE).await, 401);
+    assert_eq!(get_over_unix_socket(&h.dir.path().join("proxy.sock"), ALICE).await, 401);
     assert_eq!(h.idp.requests(), 0);
 }
 

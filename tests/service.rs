@@ -14,18 +14,6 @@ use oauth_egress::loopback::idp::{IdpOptions, LoopbackIdp};
 use oauth_egress::loopback::upstream::LoopbackUpstream;
 use support::*;
 
-async fn get_over(socket: &std::path::Path) -> u16 {
-    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get("/services/data/v58.0/x")
-        .header("host", "localhost")
-        .header("X-Requester", ALICE)
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    sender.send_request(request).await.unwrap().status().as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_then_sigterm_drains_the_request_in_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,18 +49,18 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
     assert_eq!(&buf[..n], b"READY=1");
 
     let socket = dir.path().join("proxy.sock");
-    assert_eq!(get_over(&socket).await, 200, "serving once ready");
+    assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200, "serving once ready");
     // SIGHUP does not stop it.
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    assert_eq!(get_over(&socket).await, 200, "still serving after SIGHUP");
+    assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200, "still serving after SIGHUP");
 
     // A request is in flight (held at the upstream) when SIGTERM arrives.
     upstream.hold();
     let arrived = upstream.arrived();
     let in_flight = tokio::spawn({
         let socket = socket.clone();
-        async move { get_over(&socket).await }
+        async move { get_over_unix_socket(&socket, ALICE).await }
     });
     wait_until("request at the upstream", || upstream.arrived() == arrived + 1).await;
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

@@ -396,3 +396,17 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
 }
+
+/// A GET of `/services/data/v58.0/x` for `requester` through the proxy's Unix socket; the status.
+pub async fn get_over_unix_socket(path: &Path, requester: &str) -> u16 {
+    let stream = tokio::net::UnixStream::connect(path).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("/services/data/v58.0/x")
+        .header("host", "localhost")
+        .header("X-Requester", requester)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    sender.send_request(request).await.expect("send").status().as_u16()
+}
