@@ -85,24 +85,48 @@ pub struct ComplexType {
     pub flat: Option<FlatSequence>,
 }
 
-/// A sequence of distinct elements, each with its occurrence bounds, and where each one is.
+/// A sequence of distinct elements, each with its occurrence bounds. Each element's place in it
+/// is kept in the type's `Children`, so matching needs no second look-up.
 #[derive(Debug, Default)]
 pub struct FlatSequence {
     pub items: Vec<(ElemId, u32, u32)>,
-    pub position: rustc_hash::FxHashMap<ElemId, usize>,
+    /// For each place, the first place from there on that may not be skipped: in strict mode
+    /// (`min > 0`), and in lax mode (`min > 0` and not nillable). `items.len()`: none.
+    pub required: Vec<(u32, u32)>,
 }
+
+/// The place of a child that is in no flat sequence.
+pub const NO_PLACE: u32 = u32::MAX;
 
 impl FlatSequence {
     /// `p` as a flat sequence: nested sequences that occur exactly once are spliced in.
-    fn of(p: &Particle) -> Option<FlatSequence> {
+    fn of(p: &Particle, elements: &[ElementDecl]) -> Option<FlatSequence> {
         let mut flat = FlatSequence::default();
         flat.push(p)?;
-        for (i, (id, _, _)) in flat.items.iter().enumerate() {
-            if flat.position.insert(*id, i).is_some() {
-                return None;
+        let mut seen = rustc_hash::FxHashSet::default();
+        if !flat.items.iter().all(|(id, _, _)| seen.insert(*id)) {
+            return None;
+        }
+        let n = flat.items.len() as u32;
+        let mut next = (n, n);
+        flat.required = vec![(n, n); flat.items.len() + 1];
+        for (i, &(id, min, _)) in flat.items.iter().enumerate().rev() {
+            if min > 0 {
+                next.0 = i as u32;
+                if !elements[id].nillable {
+                    next.1 = i as u32;
+                }
             }
+            flat.required[i] = next;
         }
         Some(flat)
+    }
+
+    /// The first place at or after `from` that may not be skipped.
+    pub fn required_from(&self, from: usize, lax: bool) -> Option<usize> {
+        let (strict, lax_required) = *self.required.get(from)?;
+        let at = if lax { lax_required } else { strict } as usize;
+        (at < self.items.len()).then_some(at)
     }
 
     fn push(&mut self, p: &Particle) -> Option<()> {
@@ -128,26 +152,39 @@ pub struct Children {
     by_local: rustc_hash::FxHashMap<Box<str>, Vec<SameLocal>>,
 }
 
-/// One child declaration among those sharing a local name: namespace, id, may repeat.
-type SameLocal = (Box<str>, ElemId, bool);
+/// One child declaration among those sharing a local name: namespace, id, may repeat, place in
+/// the type's flat sequence (`NO_PLACE`: none).
+type SameLocal = (Box<str>, ElemId, bool, u32);
 
 impl Children {
-    /// The declaration of child `{ns}local`, and whether it may repeat.
-    pub fn get(&self, ns: &str, local: &str) -> Option<(ElemId, bool)> {
-        self.by_local.get(local)?.iter().find(|(n, _, _)| &**n == ns).map(|(_, id, rep)| (*id, *rep))
+    /// The declaration of child `{ns}local`, whether it may repeat, and its place in the type's
+    /// flat sequence.
+    pub fn get(&self, ns: &str, local: &str) -> Option<(ElemId, bool, u32)> {
+        self.by_local.get(local)?.iter().find(|(n, ..)| &**n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
     }
 
     /// Records a child; returns the canonical id for its name.
     fn insert(&mut self, name: &QName, id: ElemId, repeatable: bool) -> ElemId {
         let same = self.by_local.entry(name.local.as_str().into()).or_default();
-        match same.iter_mut().find(|(n, _, _)| **n == *name.ns) {
-            Some((_, canonical, rep)) => {
+        match same.iter_mut().find(|(n, ..)| **n == *name.ns) {
+            Some((_, canonical, rep, _)) => {
                 *rep |= repeatable;
                 *canonical
             }
             None => {
-                same.push((name.ns.as_str().into(), id, repeatable));
+                same.push((name.ns.as_str().into(), id, repeatable, NO_PLACE));
                 id
+            }
+        }
+    }
+
+    /// Notes each child's place in the flat sequence.
+    fn place(&mut self, flat: &FlatSequence) {
+        for same in self.by_local.values_mut() {
+            for (_, id, _, place) in same.iter_mut() {
+                if let Some(i) = flat.items.iter().position(|(item, _, _)| item == id) {
+                    *place = i as u32;
+                }
             }
         }
     }
@@ -994,9 +1031,13 @@ impl<'a> Compiler<'a> {
                 let mut children = Children::default();
                 let mut wildcards = Vec::new();
                 collect(particle, false, elements, &mut children, &mut wildcards);
+                let flat = FlatSequence::of(particle, elements);
+                if let Some(flat) = &flat {
+                    children.place(flat);
+                }
                 ct.children = children;
                 ct.wildcards = wildcards;
-                ct.flat = FlatSequence::of(particle);
+                ct.flat = flat;
             }
         }
         if let Some(i) = self.schema.types.iter().position(|t| matches!(t, Type::Pending)) {

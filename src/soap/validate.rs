@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use super::QName;
-use super::schema::{Content, ElemId, FlatSequence, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS};
+use super::schema::{
+    Content, ElemId, ElementDecl, FlatSequence, NO_PLACE, Particle, Process, Schema, Term, Type, TypeId, XML_NS, XSI_NS,
+};
 use super::simple::{is_blank, trim_xml};
 
 /// How strictly a route checks bodies.
@@ -39,11 +41,20 @@ impl fmt::Display for Violation {
     }
 }
 
-/// One attribute of a start tag, namespace resolved.
+/// One attribute of a start tag, as written: its prefix is resolved where it is needed (the
+/// pass keeps one buffer of these for the whole request).
 pub struct Attr<'a> {
-    pub ns: &'a str,
+    pub prefix: &'a str,
     pub local: &'a str,
     pub value: Cow<'a, str>,
+}
+
+impl Attr<'_> {
+    /// Its namespace (`""`: none; an unprefixed attribute has none), or `None` when its prefix is
+    /// undeclared.
+    pub fn ns<'r>(&self, resolve: Resolve<'r>) -> Option<&'r str> {
+        if self.prefix.is_empty() { Some("") } else { resolve(self.prefix) }
+    }
 }
 
 /// What an element's children are recorded as, for matching its content model.
@@ -64,6 +75,9 @@ struct Frame<'i> {
     /// Its declaration, for the `[n]` of repeated elements in paths (`NO_DECL` when none).
     decl: u32,
     children_start: u32,
+    /// Matching a flat sequence as children arrive: the place reached and how often it occurred.
+    at: u32,
+    count: u32,
     local: &'i str,
     /// Borrowed from the request while it arrives in one piece.
     text: Cow<'i, str>,
@@ -89,6 +103,9 @@ pub struct Validator<'s, 'i> {
     base: &'static str,
     namespaces: Vec<String>,
     root: Root,
+    /// The last `xsi:type` resolved, (namespace, local name, type): records of one batch name
+    /// the same type, so each is looked up once.
+    last_xsi_type: Option<(String, String, TypeId)>,
 }
 
 /// What the operation element is checked as.
@@ -99,7 +116,8 @@ pub enum Root {
     Unchecked,
 }
 
-type Resolve<'r> = &'r dyn Fn(&str) -> Option<QName>;
+/// The namespace a prefix is bound to where the element starts (`""`: none; `None`: undeclared).
+pub type Resolve<'r> = &'r dyn Fn(&str) -> Option<&'r str>;
 
 impl<'s, 'i> Validator<'s, 'i> {
     /// A validator for one operation element; `base` is where it sits (`Body`).
@@ -112,6 +130,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             base,
             namespaces: Vec::new(),
             root,
+            last_xsi_type: None,
         }
     }
 
@@ -138,7 +157,17 @@ impl<'s, 'i> Validator<'s, 'i> {
     fn push(&mut self, kind: Kind, ty: TypeId, decl: u32, repeatable: bool, local: &'i str) {
         let children_start = self.children.len() as u32;
         let ty = ty as u32;
-        self.frames.push(Frame { kind, repeatable, ty, decl, children_start, local, text: Cow::Borrowed("") });
+        self.frames.push(Frame {
+            kind,
+            repeatable,
+            ty,
+            decl,
+            children_start,
+            at: 0,
+            count: 0,
+            local,
+            text: Cow::Borrowed(""),
+        });
     }
 
     /// An element `{ns}local` starts. `resolve` turns a QName value (`xsi:type`) into a name.
@@ -168,7 +197,17 @@ impl<'s, 'i> Validator<'s, 'i> {
                     Type::Complex(ct) => match &ct.content {
                         Content::Any => None,
                         Content::Elements { .. } => match ct.children.get(ns, local) {
-                            Some((id, repeatable)) => {
+                            Some((id, repeatable, place)) => {
+                                if let Some(flat) = &ct.flat
+                                    && let Some(frame) = self.frames.last_mut()
+                                {
+                                    let lax = self.mode == Mode::Lax;
+                                    let state = (frame.at, frame.count);
+                                    match flat_step(flat, &schema.elements, lax, state, place) {
+                                        Ok((at, count)) => (frame.at, frame.count) = (at, count),
+                                        Err(rule) => return Err(self.violation(rule)),
+                                    }
+                                }
                                 self.children.push(Child::Elem(id));
                                 let d = &schema.elements[id];
                                 Some(Ok((d.ty, d.nillable, id as u32, repeatable)))
@@ -218,10 +257,10 @@ impl<'s, 'i> Validator<'s, 'i> {
             return Ok(());
         }
         let mut ty = decl_ty;
-        for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
+        for a in attrs.iter().filter(|a| a.ns(resolve) == Some(XSI_NS)) {
             match a.local {
                 "type" => {
-                    let named = resolve(trim_xml(&a.value)).and_then(|q| schema.named_type(&q)).ok_or_else(|| {
+                    let named = self.xsi_type(trim_xml(&a.value), resolve).ok_or_else(|| {
                         self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
                     })?;
                     if !schema.derives_from(named, decl_ty) {
@@ -248,7 +287,22 @@ impl<'s, 'i> Validator<'s, 'i> {
         if let Some(f) = self.frames.last_mut() {
             f.ty = ty as u32;
         }
-        self.check_attributes(ty, attrs)
+        self.check_attributes(ty, attrs, resolve)
+    }
+
+    /// The type an `xsi:type` value (`ens:Account`) names.
+    fn xsi_type(&mut self, value: &str, resolve: Resolve<'_>) -> Option<TypeId> {
+        let (prefix, local) = value.split_once(':').unwrap_or(("", value));
+        let ns = resolve(prefix)?;
+        if let Some((n, l, ty)) = &self.last_xsi_type
+            && n == ns
+            && l == local
+        {
+            return Some(*ty);
+        }
+        let ty = self.schema.named_type(&QName::new(ns, local))?;
+        self.last_xsi_type = Some((ns.to_owned(), local.to_owned(), ty));
+        Some(ty)
     }
 
     fn skip(&mut self, local: &'i str) -> Result<(), Violation> {
@@ -256,14 +310,18 @@ impl<'s, 'i> Validator<'s, 'i> {
         Ok(())
     }
 
-    fn check_attributes(&self, ty: TypeId, attrs: &[Attr<'_>]) -> Result<(), Violation> {
+    fn check_attributes(&self, ty: TypeId, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
         let schema = self.schema;
         let (decls, any_attribute) = match &schema.types[ty] {
             Type::Complex(ct) => (ct.attributes.as_slice(), ct.any_attribute),
             _ => (&[][..], false),
         };
-        for a in attrs.iter().filter(|a| a.ns != XSI_NS && a.ns != XML_NS) {
-            match decls.iter().find(|d| d.name.ns == a.ns && d.name.local == a.local) {
+        for a in attrs {
+            let ns = a.ns(resolve).unwrap_or_default();
+            if ns == XSI_NS || ns == XML_NS {
+                continue;
+            }
+            match decls.iter().find(|d| d.name.ns == ns && d.name.local == a.local) {
                 Some(d) => {
                     schema
                         .check_simple(d.ty, &a.value)
@@ -274,7 +332,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             }
         }
         for d in decls.iter().filter(|d| d.required) {
-            if !attrs.iter().any(|a| a.ns == d.name.ns && a.local == d.name.local) {
+            if !attrs.iter().any(|a| a.ns(resolve) == Some(&d.name.ns) && a.local == d.name.local) {
                 return Err(self.violation(format!("missing required attribute '{}'", d.name.local)));
             }
         }
@@ -318,7 +376,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         let Some(frame) = self.frames.last() else { return Ok(()) };
         if frame.kind == Kind::Check {
             let children = &self.children[frame.children_start as usize..];
-            if let Err(rule) = self.check_content(frame.ty as TypeId, children, &frame.text) {
+            if let Err(rule) = self.check_content(frame, children) {
                 return Err(self.violation(rule));
             }
         }
@@ -328,14 +386,16 @@ impl<'s, 'i> Validator<'s, 'i> {
         Ok(())
     }
 
-    fn check_content(&self, ty: TypeId, children: &[Child], text: &str) -> Result<(), String> {
+    fn check_content(&self, frame: &Frame<'_>, children: &[Child]) -> Result<(), String> {
+        let ty = frame.ty as TypeId;
         match &self.schema.types[ty] {
-            Type::Simple(_) => self.schema.check_simple(ty, text),
+            Type::Simple(_) => self.schema.check_simple(ty, &frame.text),
             Type::Complex(ct) => match &ct.content {
-                Content::Text(t) => self.schema.check_simple(*t, text),
+                Content::Text(t) => self.schema.check_simple(*t, &frame.text),
                 Content::Elements { particle, .. } => {
                     if let Some(flat) = &ct.flat {
-                        return self.check_flat(flat, children);
+                        let lax = self.mode == Mode::Lax;
+                        return flat_finish(flat, &self.schema.elements, lax, (frame.at, frame.count));
                     }
                     let m = Matcher {
                         schema: self.schema,
@@ -356,60 +416,67 @@ impl<'s, 'i> Validator<'s, 'i> {
     }
 }
 
-impl Validator<'_, '_> {
-    /// Matches children against a flat sequence in one pass: each child's place in the sequence
-    /// must not go back, repeat past its maximum, or skip a required element.
-    fn check_flat(&self, flat: &FlatSequence, children: &[Child]) -> Result<(), String> {
-        let elements = &self.schema.elements;
-        let lax = self.mode == Mode::Lax;
-        let may_skip = |(id, min, _): (ElemId, u32, u32)| min == 0 || (lax && elements[id].nillable);
-        let missing = |id: ElemId| format!("missing required element {}", elements[id].name.local);
-        let (mut at, mut count) = (0usize, 0u32);
-        for child in children {
-            let Child::Elem(id) = *child else {
-                return Err("unexpected element from another namespace".to_owned());
-            };
-            let name = &elements[id].name.local;
-            let Some(&j) = flat.position.get(&id) else {
-                return Err(format!("unexpected element '{name}'"));
-            };
-            if j == at {
-                count += 1;
-                let max = flat.items[at].2;
-                if count > max {
-                    return Err(if max == 1 {
-                        format!("element {name} may appear only once")
-                    } else {
-                        format!("element {name} occurs more than {max} times")
-                    });
-                }
-                continue;
-            }
-            if j < at {
-                return Err(format!("unexpected element '{name}'"));
-            }
-            if count < flat.items[at].1 && !may_skip(flat.items[at]) {
-                return Err(missing(flat.items[at].0));
-            }
-            if let Some(&(skipped, _, _)) = flat.items[at + 1..j].iter().find(|item| !may_skip(**item)) {
-                return Err(missing(skipped));
-            }
-            at = j;
-            count = 1;
-        }
-        if let Some(&(id, min, _)) = flat.items.get(at)
-            && count < min
-            && !may_skip(flat.items[at])
-        {
-            return Err(missing(id));
-        }
-        if let Some(&(skipped, _, _)) =
-            flat.items.get(at + 1..).unwrap_or_default().iter().find(|item| !may_skip(**item))
-        {
-            return Err(missing(skipped));
-        }
-        Ok(())
+/// Matching a flat sequence as children arrive: the next child is at `place`. Its place must
+/// not go back, repeat past its maximum, or skip a required element. `(at, count)`: the place
+/// reached and how often it occurred (`(0, 0)` before the first child).
+fn flat_step(
+    flat: &FlatSequence,
+    elements: &[ElementDecl],
+    lax: bool,
+    (at, count): (u32, u32),
+    place: u32,
+) -> Result<(u32, u32), String> {
+    let name = |i: u32| flat.items.get(i as usize).map_or("", |(id, _, _)| elements[*id].name.local.as_str());
+    if place == NO_PLACE || place < at {
+        return Err(format!("unexpected element '{}'", name(place)));
     }
+    if place == at {
+        let max = flat.items[at as usize].2;
+        if count >= max {
+            let name = name(at);
+            return Err(if max == 1 {
+                format!("element {name} may appear only once")
+            } else {
+                format!("element {name} occurs more than {max} times")
+            });
+        }
+        return Ok((at, count + 1));
+    }
+    let (at, place) = (at as usize, place as usize);
+    let may_skip = |&(id, min, _): &(ElemId, u32, u32)| min == 0 || (lax && elements[id].nillable);
+    if count < flat.items[at].1 && !may_skip(&flat.items[at]) {
+        return Err(missing(elements, flat.items[at].0));
+    }
+    match flat.required_from(at + 1, lax) {
+        Some(skipped) if skipped < place => Err(missing(elements, flat.items[skipped].0)),
+        _ => Ok((place as u32, 1)),
+    }
+}
+
+/// The end of an element whose children were matched by `flat_step`: nothing required may be
+/// left.
+fn flat_finish(
+    flat: &FlatSequence,
+    elements: &[ElementDecl],
+    lax: bool,
+    (at, count): (u32, u32),
+) -> Result<(), String> {
+    let may_skip = |&(id, min, _): &(ElemId, u32, u32)| min == 0 || (lax && elements[id].nillable);
+    let at = at as usize;
+    if let Some(item) = flat.items.get(at)
+        && count < item.1
+        && !may_skip(item)
+    {
+        return Err(missing(elements, item.0));
+    }
+    match flat.required_from(at + 1, lax) {
+        Some(skipped) => Err(missing(elements, flat.items[skipped].0)),
+        None => Ok(()),
+    }
+}
+
+fn missing(elements: &[ElementDecl], id: ElemId) -> String {
+    format!("missing required element {}", elements[id].name.local)
 }
 
 fn has_required_attributes(schema: &Schema, ty: TypeId) -> bool {
