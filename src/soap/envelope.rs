@@ -288,7 +288,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
             Event::Text(_) if stack.len() >= 3 && section == Section::Body && capture.is_none() => {
                 add_text(&mut text_len, after - before, limits)?;
                 if let Some(v) = validator.as_mut() {
-                    let raw = text.get(before..after).ok_or_else(|| EnvelopeError::NotUtf8)?;
+                    let raw = text.get(before..after).ok_or(EnvelopeError::NotUtf8)?;
                     v.text(Cow::Borrowed(raw)).map_err(EnvelopeError::Invalid)?;
                 }
             }
@@ -460,7 +460,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
             Event::Text(_) => {
                 // The body was checked as UTF-8 once; its text is a slice of it (in quick-xml 0.38
                 // a text event holds no entity references: those are events of their own).
-                let raw = Cow::Borrowed(text.get(before..after).ok_or_else(|| EnvelopeError::NotUtf8)?);
+                let raw = Cow::Borrowed(text.get(before..after).ok_or(EnvelopeError::NotUtf8)?);
                 add_text(&mut text_len, raw.len(), limits)?;
                 if stack.len() < 2 {
                     if !raw.trim().is_empty() {
