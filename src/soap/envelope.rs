@@ -210,6 +210,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
 
     let mut stack: Vec<&str> = Vec::with_capacity(16);
     let mut stack_ns: Vec<Option<String>> = Vec::with_capacity(16);
+    // Elements open below the operation element on the fast path (kept off `stack`).
+    let mut inner = 0usize;
     let mut version = None;
     let mut env_prefix: Option<String> = None;
     let mut seen_header = false;
@@ -259,7 +261,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 if stack.len() >= 3 && section == Section::Body && !body_paths =>
             {
                 text_len = 0;
-                let entry = Entry { text, before, depth: stack.len(), keep_attributes: true };
+                let depth = stack.len() + inner;
+                let entry = Entry { text, before, depth };
                 let (_, local, ns) = enter(&mut scopes, e, entry, &mut elements, limits)?;
                 let ns = scopes.name(ns);
                 if let Some(v) = validator.as_mut() {
@@ -270,25 +273,23 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     }
                 }
                 if matches!(event, Event::Empty(_)) {
-                    scopes.close();
+                    scopes.close(depth);
                 } else {
-                    stack.push(local);
-                    stack_ns.push(None);
+                    inner += 1;
                 }
             }
-            Event::End(_) if stack.len() >= 4 && section == Section::Body && !body_paths => {
+            Event::End(_) if inner > 0 => {
                 text_len = 0;
                 if let Some(v) = validator.as_mut() {
                     v.end().map_err(EnvelopeError::Invalid)?;
                 }
-                stack.pop();
-                stack_ns.pop();
-                scopes.close();
+                inner -= 1;
+                scopes.close(stack.len() + inner);
             }
             Event::Text(_) if stack.len() >= 3 && section == Section::Body && capture.is_none() => {
                 add_text(&mut text_len, after - before, limits)?;
                 if let Some(v) = validator.as_mut() {
-                    let raw = text.get(before..after).ok_or(EnvelopeError::NotUtf8)?;
+                    let Some(raw) = text.get(before..after) else { return Err(EnvelopeError::NotUtf8) };
                     v.text(Cow::Borrowed(raw)).map_err(EnvelopeError::Invalid)?;
                 }
             }
@@ -304,7 +305,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 let depth = stack.len();
                 let in_header_block = depth == 2 && section == Section::Header;
                 let in_body = depth >= 2 && section == Section::Body;
-                let entry = Entry { text, before, depth, keep_attributes: in_body || in_header_block };
+                let entry = Entry { text, before, depth };
                 let (qname, local, ns) = enter(&mut scopes, e, entry, &mut elements, limits)?;
                 let ns = scopes.name(ns);
                 let resolve = |prefix: &str| scopes.element(prefix).map(Option::unwrap_or_default);
@@ -338,9 +339,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     2 if in_header_block => {
                         let env_ns = version.map(SoapVersion::envelope_ns).unwrap_or_default();
                         let must = scopes.attrs.iter().any(|a| {
-                            a.ns(&resolve) == Some(env_ns)
-                                && a.local == "mustUnderstand"
-                                && matches!(a.value.trim(), "1" | "true")
+                            a.ns == env_ns && a.local == "mustUnderstand" && matches!(a.value.trim(), "1" | "true")
                         });
                         let block = QName::new(ns.unwrap_or_default(), local);
                         if must && !wsdl.header_elements.contains(&block) {
@@ -408,7 +407,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     }
                     stack.pop();
                     stack_ns.pop();
-                    scopes.close();
+                    scopes.close(stack.len());
                     if stack.is_empty() {
                         ended = true;
                     }
@@ -449,7 +448,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 }
                 stack.pop();
                 stack_ns.pop();
-                scopes.close();
+                scopes.close(stack.len());
                 if stack.len() == 1 {
                     section = Section::Outside;
                 }
@@ -460,7 +459,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
             Event::Text(_) => {
                 // The body was checked as UTF-8 once; its text is a slice of it (in quick-xml 0.38
                 // a text event holds no entity references: those are events of their own).
-                let raw = Cow::Borrowed(text.get(before..after).ok_or(EnvelopeError::NotUtf8)?);
+                let Some(raw) = text.get(before..after) else { return Err(EnvelopeError::NotUtf8) };
+                let raw = Cow::Borrowed(raw);
                 add_text(&mut text_len, raw.len(), limits)?;
                 if stack.len() < 2 {
                     if !raw.trim().is_empty() {
@@ -526,7 +526,6 @@ struct Entry<'i> {
     text: &'i str,
     before: usize,
     depth: usize,
-    keep_attributes: bool,
 }
 
 /// What every start tag goes through: the element, depth and name limits; its name found in the
@@ -551,12 +550,12 @@ fn enter<'i>(
     if at.depth >= limits.max_depth {
         return Err(EnvelopeError::TooDeep(limits.max_depth));
     }
-    let (prefix, local) = qname.split_once(':').map_or(("", qname), |(p, l)| (p, l));
-    scopes.open();
+    let (prefix, local) = split_qname(qname);
+    scopes.depth = at.depth;
     let has_attributes = e.attributes_raw().iter().any(|b| !b.is_ascii_whitespace());
     scopes.attrs.clear();
     if has_attributes {
-        scopes.read_attributes(e, local, limits, at.keep_attributes)?;
+        scopes.read_attributes(e, local, limits)?;
     }
     match scopes.binding(prefix) {
         Some(ns) => Ok((qname, local, ns)),
@@ -651,10 +650,14 @@ impl Section {
 /// request (checked and unescaped once); prefixes are slices of the request itself.
 struct Scopes<'i> {
     text: &'i str,
-    names: Vec<String>,
+    names: Vec<Cow<'i, str>>,
     /// (prefix, index into `names`, or `None` where `xmlns=""` undeclares the default).
     bindings: Vec<(&'i str, Option<usize>)>,
-    marks: Vec<usize>,
+    /// (depth of the element that declared them, where its bindings start): only elements that
+    /// declare namespaces have one.
+    marks: Vec<(usize, usize)>,
+    /// The depth of the start tag being read.
+    depth: usize,
     /// The attributes of the start tag just read (other than namespace declarations).
     attrs: Vec<Attr<'i>>,
 }
@@ -665,34 +668,38 @@ const XML_INDEX: usize = 0;
 impl<'i> Scopes<'i> {
     fn new(text: &'i str) -> Self {
         let mut names = Vec::with_capacity(8);
-        names.push(super::schema::XML_NS.to_owned());
+        names.push(Cow::Borrowed(super::schema::XML_NS));
         Scopes {
             text,
             names,
             bindings: Vec::with_capacity(16),
             marks: Vec::with_capacity(16),
+            depth: 0,
             attrs: Vec::with_capacity(8),
         }
     }
 
-    fn open(&mut self) {
-        self.marks.push(self.bindings.len());
-    }
-
-    fn close(&mut self) {
-        if let Some(mark) = self.marks.pop() {
-            self.bindings.truncate(mark);
+    /// The element at `depth` ends: its bindings go out of scope.
+    fn close(&mut self, depth: usize) {
+        if let Some(&(d, start)) = self.marks.last()
+            && d == depth
+        {
+            self.bindings.truncate(start);
+            self.marks.pop();
         }
     }
 
-    fn declare(&mut self, prefix: &'i str, value: &str) {
+    fn declare(&mut self, prefix: &'i str, value: Cow<'i, str>) {
+        if self.marks.last().is_none_or(|&(d, _)| d != self.depth) {
+            self.marks.push((self.depth, self.bindings.len()));
+        }
         let index = if value.is_empty() {
             None
         } else {
-            Some(match self.names.iter().position(|n| n == value) {
+            Some(match self.names.iter().position(|n| *n == value) {
                 Some(i) => i,
                 None => {
-                    self.names.push(value.to_owned());
+                    self.names.push(value);
                     self.names.len() - 1
                 }
             })
@@ -707,7 +714,7 @@ impl<'i> Scopes<'i> {
 
     /// As `element`, as an index into the request's namespace names.
     fn binding(&self, prefix: &str) -> Option<Option<usize>> {
-        match self.bindings.iter().rev().find(|(p, _)| *p == prefix) {
+        match self.bindings.iter().rev().find(|(p, _)| short_eq(p, prefix)) {
             Some((_, index)) => Some(*index),
             None if prefix.is_empty() => Some(None),
             None if prefix == "xml" => Some(Some(XML_INDEX)),
@@ -716,30 +723,26 @@ impl<'i> Scopes<'i> {
     }
 
     fn name(&self, index: Option<usize>) -> Option<&str> {
-        index.and_then(|i| self.names.get(i)).map(String::as_str)
+        index.and_then(|i| self.names.get(i)).map(|n| &**n)
     }
 
     /// Reads a start tag's attributes: declares its namespace bindings, and returns the others
     /// (when `keep`), unresolved until every binding of the tag is known. Values without
     /// references are slices of the request; only escaped ones are copied.
-    fn read_attributes(
-        &mut self,
-        e: &BytesStart<'_>,
-        element: &str,
-        limits: &Limits,
-        keep: bool,
-    ) -> Result<(), EnvelopeError> {
-        for (count, attr) in e.attributes().enumerate() {
+    fn read_attributes(&mut self, e: &BytesStart<'_>, element: &str, limits: &Limits) -> Result<(), EnvelopeError> {
+        let bad =
+            |what: String| EnvelopeError::Malformed { at: 0, reason: format!("attribute of '{element}': {what}") };
+        let tag_start = self.bindings.len();
+        // quick-xml's duplicate check allocates per tag; the check below also compares the
+        // names' namespaces, as XML namespaces require.
+        for (count, attr) in e.attributes().with_checks(false).enumerate() {
             if count >= limits.max_attributes {
                 return Err(EnvelopeError::TooManyAttributes {
                     element: element.to_owned(),
                     limit: limits.max_attributes,
                 });
             }
-            let attr = attr.map_err(|err| EnvelopeError::Malformed {
-                at: 0,
-                reason: format!("attribute of '{element}': {err}"),
-            })?;
+            let attr = attr.map_err(|err| bad(err.to_string()))?;
             let key = input_slice_bytes(self.text, attr.key.into_inner()).ok_or(EnvelopeError::NotUtf8)?;
             if key.len() > limits.max_name_length {
                 return Err(EnvelopeError::NameTooLong(limits.max_name_length));
@@ -759,25 +762,60 @@ impl<'i> Scopes<'i> {
                         .into_owned(),
                 ),
             };
-            if key == "xmlns" {
-                self.declare("", &value);
-            } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-                self.declare(prefix, &value);
-            } else if keep {
-                let (prefix, local) = key.split_once(':').unwrap_or(("", key));
-                self.attrs.push(Attr { prefix, local, value });
+            let declared = if key == "xmlns" { Some("") } else { key.strip_prefix("xmlns:") };
+            match declared {
+                Some(prefix) => {
+                    if self.bindings[tag_start..].iter().any(|(p, _)| short_eq(p, prefix)) {
+                        return Err(bad(format!("duplicate attribute '{key}'")));
+                    }
+                    self.declare(prefix, value);
+                }
+                None => {
+                    let (prefix, local) = split_qname(key);
+                    self.attrs.push(Attr { prefix, local, ns: Cow::Borrowed(""), value });
+                }
             }
         }
         // Every binding of the tag is known now: each attribute's prefix must be one of them.
-        if let Some(a) = self.attrs.iter().find(|a| !a.prefix.is_empty() && self.element(a.prefix).flatten().is_none())
-        {
-            return Err(EnvelopeError::Malformed {
-                at: 0,
-                reason: format!("undeclared namespace prefix '{}'", a.prefix),
-            });
+        for i in 0..self.attrs.len() {
+            let prefix = self.attrs[i].prefix;
+            if prefix.is_empty() {
+                continue;
+            }
+            let ns = match self.binding(prefix) {
+                Some(Some(index)) => self.names[index].clone(),
+                _ => {
+                    return Err(EnvelopeError::Malformed {
+                        at: 0,
+                        reason: format!("undeclared namespace prefix '{prefix}'"),
+                    });
+                }
+            };
+            self.attrs[i].ns = ns;
+        }
+        for (i, a) in self.attrs.iter().enumerate().skip(1) {
+            if self.attrs[..i].iter().any(|b| short_eq(a.local, b.local) && b.ns == a.ns) {
+                return Err(bad(format!("duplicate attribute '{}'", a.local)));
+            }
         }
         Ok(())
     }
+}
+
+/// `prefix:local` or `local`, split without a `memchr` call (names are short).
+#[inline]
+fn split_qname(name: &str) -> (&str, &str) {
+    match name.bytes().position(|b| b == b':') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => ("", name),
+    }
+}
+
+/// String equality for prefixes and other short names, compared in place (`==` calls `memcmp`,
+/// which costs more than the comparison itself at these lengths).
+#[inline]
+fn short_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// `part`, bytes of the request held by a borrowed event, as a slice of the request itself

@@ -37,6 +37,8 @@ pub struct Schema {
     pub elements: Vec<ElementDecl>,
     global_elements: rustc_hash::FxHashMap<QName, ElemId>,
     named_types: rustc_hash::FxHashMap<QName, TypeId>,
+    /// Per type: its text is a string without facets, so there is nothing to check in it.
+    free_text: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -261,6 +263,11 @@ impl Wildcard {
 impl Schema {
     pub fn element(&self, name: &QName) -> Option<ElemId> {
         self.global_elements.get(name).copied()
+    }
+
+    /// Whether an element of this type holds text that needs no check (a string without facets).
+    pub fn free_text(&self, ty: TypeId) -> bool {
+        self.free_text.get(ty).copied().unwrap_or(false)
     }
 
     pub fn named_type(&self, name: &QName) -> Option<TypeId> {
@@ -1043,6 +1050,17 @@ impl<'a> Compiler<'a> {
         if let Some(i) = self.schema.types.iter().position(|t| matches!(t, Type::Pending)) {
             return Err(format!("type #{i} was referenced but never defined"));
         }
+        let free = |t: &Type| matches!(t, Type::Simple(st) if matches!(st.variety, Variety::Atomic(Builtin::String)) && st.facets.is_empty());
+        let free_text = self
+            .schema
+            .types
+            .iter()
+            .map(|t| match t {
+                Type::Complex(ComplexType { content: Content::Text(inner), .. }) => free(&self.schema.types[*inner]),
+                t => free(t),
+            })
+            .collect();
+        self.schema.free_text = free_text;
         Ok(self.schema)
     }
 }

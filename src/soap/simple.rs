@@ -85,7 +85,9 @@ impl Builtin {
             }
             Builtin::Decimal => is_decimal(v),
             Builtin::Double => {
-                matches!(v, "INF" | "-INF" | "+INF" | "NaN") || (is_float(v) && v.parse::<f64>().is_ok())
+                // The lexical check is the whole rule: every decimal with an exponent is a double
+                // (out-of-range values round to ±INF).
+                matches!(v, "INF" | "-INF" | "+INF" | "NaN") || is_float(v)
             }
             Builtin::Date => is_date(v.strip_prefix('-').unwrap_or(v)).is_some_and(is_timezone),
             Builtin::DateTime => is_date_time(v),
@@ -156,14 +158,17 @@ fn parse_integer(v: &str) -> Option<i128> {
 
 fn is_decimal(v: &str) -> bool {
     let v = v.strip_prefix(['+', '-']).unwrap_or(v);
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let (int, frac) = match v.bytes().position(|b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, ""),
+    };
     (!int.is_empty() || !frac.is_empty())
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_float(v: &str) -> bool {
-    let (mantissa, exponent) = match v.find(['e', 'E']) {
+    let (mantissa, exponent) = match v.bytes().position(|b| b == b'e' || b == b'E') {
         Some(i) => (&v[..i], Some(&v[i + 1..])),
         None => (v, None),
     };
@@ -185,7 +190,7 @@ fn digits(s: &str, n: usize) -> Option<(u32, &str)> {
 
 /// `YYYY-MM-DD` (year may be longer); returns what follows.
 fn is_date(v: &str) -> Option<&str> {
-    let year_len = v.find('-')?;
+    let year_len = v.bytes().position(|b| b == b'-')?;
     if year_len < 4 {
         return None;
     }

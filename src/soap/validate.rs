@@ -41,20 +41,13 @@ impl fmt::Display for Violation {
     }
 }
 
-/// One attribute of a start tag, as written: its prefix is resolved where it is needed (the
-/// pass keeps one buffer of these for the whole request).
+/// One attribute of a start tag (the pass keeps one buffer of these for the whole request).
 pub struct Attr<'a> {
     pub prefix: &'a str,
     pub local: &'a str,
+    /// Its namespace (`""`: none, as for every unprefixed attribute).
+    pub ns: Cow<'a, str>,
     pub value: Cow<'a, str>,
-}
-
-impl Attr<'_> {
-    /// Its namespace (`""`: none; an unprefixed attribute has none), or `None` when its prefix is
-    /// undeclared.
-    pub fn ns<'r>(&self, resolve: Resolve<'r>) -> Option<&'r str> {
-        if self.prefix.is_empty() { Some("") } else { resolve(self.prefix) }
-    }
 }
 
 /// What an element's children are recorded as, for matching its content model.
@@ -78,6 +71,8 @@ struct Frame<'i> {
     /// Matching a flat sequence as children arrive: the place reached and how often it occurred.
     at: u32,
     count: u32,
+    /// Its text is a string without facets: neither kept nor checked.
+    free_text: bool,
     local: &'i str,
     /// Borrowed from the request while it arrives in one piece.
     text: Cow<'i, str>,
@@ -165,6 +160,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             children_start,
             at: 0,
             count: 0,
+            free_text: kind == Kind::Check && self.schema.free_text(ty as TypeId),
             local,
             text: Cow::Borrowed(""),
         });
@@ -257,7 +253,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             return Ok(());
         }
         let mut ty = decl_ty;
-        for a in attrs.iter().filter(|a| a.ns(resolve) == Some(XSI_NS)) {
+        for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
             match a.local {
                 "type" => {
                     let named = self.xsi_type(trim_xml(&a.value), resolve).ok_or_else(|| {
@@ -286,8 +282,9 @@ impl<'s, 'i> Validator<'s, 'i> {
         }
         if let Some(f) = self.frames.last_mut() {
             f.ty = ty as u32;
+            f.free_text = f.kind == Kind::Check && schema.free_text(ty);
         }
-        self.check_attributes(ty, attrs, resolve)
+        self.check_attributes(ty, attrs)
     }
 
     /// The type an `xsi:type` value (`ens:Account`) names.
@@ -310,18 +307,14 @@ impl<'s, 'i> Validator<'s, 'i> {
         Ok(())
     }
 
-    fn check_attributes(&self, ty: TypeId, attrs: &[Attr<'_>], resolve: Resolve<'_>) -> Result<(), Violation> {
+    fn check_attributes(&self, ty: TypeId, attrs: &[Attr<'_>]) -> Result<(), Violation> {
         let schema = self.schema;
         let (decls, any_attribute) = match &schema.types[ty] {
             Type::Complex(ct) => (ct.attributes.as_slice(), ct.any_attribute),
             _ => (&[][..], false),
         };
-        for a in attrs {
-            let ns = a.ns(resolve).unwrap_or_default();
-            if ns == XSI_NS || ns == XML_NS {
-                continue;
-            }
-            match decls.iter().find(|d| d.name.ns == ns && d.name.local == a.local) {
+        for a in attrs.iter().filter(|a| a.ns != XSI_NS && a.ns != XML_NS) {
+            match decls.iter().find(|d| d.name.ns == a.ns && d.name.local == a.local) {
                 Some(d) => {
                     schema
                         .check_simple(d.ty, &a.value)
@@ -332,7 +325,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             }
         }
         for d in decls.iter().filter(|d| d.required) {
-            if !attrs.iter().any(|a| a.ns(resolve) == Some(&d.name.ns) && a.local == d.name.local) {
+            if !attrs.iter().any(|a| a.ns == d.name.ns && a.local == d.name.local) {
                 return Err(self.violation(format!("missing required attribute '{}'", d.name.local)));
             }
         }
@@ -343,6 +336,9 @@ impl<'s, 'i> Validator<'s, 'i> {
     pub fn text(&mut self, text: Cow<'i, str>) -> Result<(), Violation> {
         let schema = self.schema;
         let Some(frame) = self.frames.last_mut() else { return Ok(()) };
+        if frame.free_text {
+            return Ok(());
+        }
         let problem = match frame.kind {
             Kind::Skip => None,
             Kind::Nil => (!is_blank(&text)).then_some("a nil element must be empty"),
@@ -374,7 +370,7 @@ impl<'s, 'i> Validator<'s, 'i> {
     /// The current element ends: its text or children are checked.
     pub fn end(&mut self) -> Result<(), Violation> {
         let Some(frame) = self.frames.last() else { return Ok(()) };
-        if frame.kind == Kind::Check {
+        if frame.kind == Kind::Check && !frame.free_text {
             let children = &self.children[frame.children_start as usize..];
             if let Err(rule) = self.check_content(frame, children) {
                 return Err(self.violation(rule));
