@@ -81,7 +81,9 @@ pub struct Wsdl {
     pub schema: Schema,
     /// Every header block any binding declares: the headers a route "understands".
     pub header_elements: HashSet<QName>,
-    by_body: HashMap<QName, Vec<usize>>,
+    /// Operations by the local name of their body element (looked up once per request, without
+    /// allocating a name).
+    by_body: rustc_hash::FxHashMap<Box<str>, Vec<usize>>,
 }
 
 /// Why a request's body element does not name an operation.
@@ -102,13 +104,23 @@ impl Wsdl {
     }
 
     /// The operation a request with this envelope version and body element invokes.
-    pub fn operation_for(&self, version: SoapVersion, body: &QName) -> Result<&Operation, OperationMismatch> {
-        let candidates = self.by_body.get(body).ok_or(OperationMismatch::Unknown)?;
+    /// The operation (and its index) a request with this envelope version and body element
+    /// `{ns}local` invokes.
+    pub fn operation_for(
+        &self,
+        version: SoapVersion,
+        ns: &str,
+        local: &str,
+    ) -> Result<(usize, &Operation), OperationMismatch> {
+        let candidates = self.by_body.get(local).ok_or(OperationMismatch::Unknown)?;
         let mut other = None;
         for &i in candidates {
             let op = &self.operations[i];
+            if op.body.ns != ns {
+                continue;
+            }
             if op.version == version {
-                return Ok(op);
+                return Ok((i, op));
             }
             other = Some(op);
         }
@@ -499,9 +511,9 @@ impl Definitions {
         if operations.is_empty() {
             return Err(err("declares no SOAP 1.1 or SOAP 1.2 binding with operations".into()));
         }
-        let mut by_body: HashMap<QName, Vec<usize>> = HashMap::new();
+        let mut by_body: rustc_hash::FxHashMap<Box<str>, Vec<usize>> = Default::default();
         for (i, op) in operations.iter().enumerate() {
-            by_body.entry(op.body.clone()).or_default().push(i);
+            by_body.entry(op.body.local.as_str().into()).or_default().push(i);
         }
         Ok(Wsdl {
             target_namespace: self.target_namespace.unwrap_or_default(),
