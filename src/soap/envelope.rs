@@ -14,6 +14,7 @@ use std::ops::Range;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
+use super::schema::Schema;
 use super::validate::{Attr, Mode, Root, Validator, Violation};
 use super::wsdl::{Input, OperationMismatch, Wsdl};
 use super::{QName, SoapVersion, escape_text, escape_xml};
@@ -206,7 +207,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     // a plain read).
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
-    let mut scopes = Scopes::new(text);
+    let mut scopes = Scopes::new(text, &wsdl.schema);
 
     let mut stack: Vec<&str> = Vec::with_capacity(16);
     // The namespace (index into `scopes`' names) of each open element on the session path.
@@ -265,11 +266,11 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 text_len = 0;
                 let depth = stack.len() + inner;
                 let entry = Entry { text, before, depth };
-                let (_, local, ns) = enter(&mut scopes, e, entry, &mut elements, limits)?;
-                let ns = scopes.name(ns);
+                let (_, local, ns_index) = enter(&mut scopes, e, entry, &mut elements, limits)?;
                 if let Some(v) = validator.as_mut() {
+                    let ns = scopes.name(ns_index).unwrap_or_default();
                     let resolve = |prefix: &str| scopes.element(prefix).map(Option::unwrap_or_default);
-                    v.start(ns.unwrap_or_default(), local, &scopes.attrs, &resolve).map_err(EnvelopeError::Invalid)?;
+                    v.start(ns, scopes.id(ns_index), local, &scopes.attrs, &resolve).map_err(EnvelopeError::Invalid)?;
                     if matches!(event, Event::Empty(_)) {
                         v.end().map_err(EnvelopeError::Invalid)?;
                     }
@@ -380,7 +381,9 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     _ => {}
                 }
                 if in_body && let Some(v) = validator.as_mut() {
-                    v.start(ns.unwrap_or_default(), local, &scopes.attrs, &resolve).map_err(EnvelopeError::Invalid)?;
+                    let ns_id = scopes.id(ns_index);
+                    v.start(ns.unwrap_or_default(), ns_id, local, &scopes.attrs, &resolve)
+                        .map_err(EnvelopeError::Invalid)?;
                     if is_empty {
                         v.end().map_err(EnvelopeError::Invalid)?;
                     }
@@ -547,7 +550,7 @@ struct Entry<'i> {
 /// attributes read (into `scopes.attrs`), its prefix checked. Returns the qualified name, the
 /// local name, and the element's namespace as an index for `scopes.name`.
 fn enter<'i>(
-    scopes: &mut Scopes<'i>,
+    scopes: &mut Scopes<'i, '_>,
     e: &BytesStart<'_>,
     at: Entry<'i>,
     elements: &mut usize,
@@ -662,9 +665,14 @@ impl Section {
 
 /// Namespace bindings in scope, for the request being read. Namespace names are kept once per
 /// request (checked and unescaped once); prefixes are slices of the request itself.
-struct Scopes<'i> {
+struct Scopes<'i, 's> {
     text: &'i str,
+    schema: &'s Schema,
     names: Vec<Cow<'i, str>>,
+    /// The schema's number for each of `names`.
+    ids: Vec<u32>,
+    /// The schema's number for no namespace.
+    no_namespace: u32,
     /// (prefix, index into `names`, or `None` where `xmlns=""` undeclares the default).
     bindings: Vec<(&'i str, Option<usize>)>,
     /// (depth of the element that declared them, where its bindings start): only elements that
@@ -679,13 +687,18 @@ struct Scopes<'i> {
 /// Where the `xml` prefix's namespace, bound in every document, is in `Scopes::names`.
 const XML_INDEX: usize = 0;
 
-impl<'i> Scopes<'i> {
-    fn new(text: &'i str) -> Self {
+impl<'i, 's> Scopes<'i, 's> {
+    fn new(text: &'i str, schema: &'s Schema) -> Self {
         let mut names = Vec::with_capacity(8);
         names.push(Cow::Borrowed(super::schema::XML_NS));
+        let mut ids = Vec::with_capacity(8);
+        ids.push(schema.namespace_id(super::schema::XML_NS));
         Scopes {
             text,
+            schema,
             names,
+            ids,
+            no_namespace: schema.namespace_id(""),
             bindings: Vec::with_capacity(16),
             marks: Vec::with_capacity(16),
             depth: 0,
@@ -713,6 +726,7 @@ impl<'i> Scopes<'i> {
             Some(match self.names.iter().position(|n| *n == value) {
                 Some(i) => i,
                 None => {
+                    self.ids.push(self.schema.namespace_id(&value));
                     self.names.push(value);
                     self.names.len() - 1
                 }
@@ -736,6 +750,11 @@ impl<'i> Scopes<'i> {
         }
     }
 
+    /// The schema's number for the namespace `index` names.
+    fn id(&self, index: Option<usize>) -> u32 {
+        index.and_then(|i| self.ids.get(i)).copied().unwrap_or(self.no_namespace)
+    }
+
     fn name(&self, index: Option<usize>) -> Option<&str> {
         index.and_then(|i| self.names.get(i)).map(|n| &**n)
     }
@@ -750,7 +769,7 @@ impl<'i> Scopes<'i> {
         let raw = input_slice_bytes(self.text, e.attributes_raw()).ok_or(EnvelopeError::NotUtf8)?;
         let mut rest = raw;
         let mut count = 0;
-        while let Some((key, raw_value, after)) = next_attribute(rest).map_err(bad)? {
+        while let Some((key, raw_value, reference, after)) = next_attribute(rest).map_err(bad)? {
             rest = after;
             count += 1;
             if count > limits.max_attributes {
@@ -762,7 +781,7 @@ impl<'i> Scopes<'i> {
             if key.len() > limits.max_name_length {
                 return Err(EnvelopeError::NameTooLong(limits.max_name_length));
             }
-            let value = if memchr::memchr(b'&', raw_value.as_bytes()).is_none() {
+            let value = if !reference {
                 Cow::Borrowed(raw_value)
             } else {
                 Cow::Owned(
@@ -816,10 +835,11 @@ impl<'i> Scopes<'i> {
 
 /// The next attribute of a start tag's attribute text (what follows its name): `name="value"`
 /// or `name='value'`, with optional white space around `=`, white space before each attribute,
-/// and no `<` in a value. Returns the name, the raw value and the text after it; `None` at the end.
+/// and no `<` in a value. Returns the name, the raw value, whether the value holds a reference
+/// (`&`), and the text after it; `None` at the end.
 /// (quick-xml's attribute iterator does the same with a per-tag allocation and more than ten
 /// times the instructions; attributes are on most records of a batch.)
-fn next_attribute(text: &str) -> Result<Option<(&str, &str, &str)>, String> {
+fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String> {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -858,15 +878,22 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, &str)>, String> {
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err(format!("the value of attribute '{name}' is not quoted")),
     };
+    // Values are short: one pass finds the closing quote and refuses `<`, without a call.
     let value_start = i + 1;
-    let Some(len) = memchr::memchr(quote, &bytes[value_start..]) else {
-        return Err(format!("the value of attribute '{name}' is not closed"));
-    };
-    let value = &text[value_start..value_start + len];
-    if memchr::memchr(b'<', value.as_bytes()).is_some() {
-        return Err(format!("'<' in the value of attribute '{name}'"));
+    let mut end = value_start;
+    let mut reference = false;
+    loop {
+        match bytes.get(end) {
+            None => return Err(format!("the value of attribute '{name}' is not closed")),
+            Some(&b) if b == quote => break,
+            Some(b'<') => return Err(format!("'<' in the value of attribute '{name}'")),
+            Some(b'&') => reference = true,
+            Some(_) => {}
+        }
+        end += 1;
     }
-    Ok(Some((name, value, &text[value_start + len + 1..])))
+    let (value, len) = (&text[value_start..end], end - value_start);
+    Ok(Some((name, value, reference, &text[value_start + len + 1..])))
 }
 
 /// `prefix:local` or `local`, split without a `memchr` call (names are short).
@@ -1026,7 +1053,7 @@ mod tests {
         let all = |text: &str| -> Result<Vec<(String, String)>, String> {
             let mut out = Vec::new();
             let mut rest = text;
-            while let Some((k, v, after)) = next_attribute(rest)? {
+            while let Some((k, v, _, after)) = next_attribute(rest)? {
                 out.push((k.to_owned(), v.to_owned()));
                 rest = after;
             }

@@ -39,6 +39,27 @@ pub struct Schema {
     named_types: rustc_hash::FxHashMap<QName, TypeId>,
     /// Per type: its text is a string without facets, so there is nothing to check in it.
     free_text: Vec<bool>,
+    /// Every namespace a content model names, numbered: a request maps each namespace it
+    /// declares to its number once, and child look-ups then compare numbers.
+    namespaces: NamespaceIds,
+}
+
+/// Namespace names and their numbers.
+#[derive(Debug, Default)]
+pub struct NamespaceIds(rustc_hash::FxHashMap<Box<str>, u32>);
+
+/// The number of a namespace no content model names.
+pub const NO_NAMESPACE_ID: u32 = u32::MAX;
+
+impl NamespaceIds {
+    fn intern(&mut self, ns: &str) -> u32 {
+        if let Some(id) = self.0.get(ns) {
+            return *id;
+        }
+        let id = self.0.len() as u32;
+        self.0.insert(ns.into(), id);
+        id
+    }
 }
 
 #[derive(Debug)]
@@ -151,30 +172,32 @@ impl FlatSequence {
 #[derive(Debug, Default)]
 pub struct Children {
     // Looked up once per request element: FxHash, as the keys are the schema's own names.
-    by_local: rustc_hash::FxHashMap<Box<str>, Vec<SameLocal>>,
+    // Nearly every local name has one declaration: kept inline, not behind a second pointer.
+    by_local: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[SameLocal; 1]>>,
 }
 
-/// One child declaration among those sharing a local name: namespace, id, may repeat, place in
-/// the type's flat sequence (`NO_PLACE`: none).
-type SameLocal = (Box<str>, ElemId, bool, u32);
+/// One child declaration among those sharing a local name: namespace number, id, may repeat,
+/// place in the type's flat sequence (`NO_PLACE`: none).
+type SameLocal = (u32, ElemId, bool, u32);
 
 impl Children {
     /// The declaration of child `{ns}local`, whether it may repeat, and its place in the type's
     /// flat sequence.
-    pub fn get(&self, ns: &str, local: &str) -> Option<(ElemId, bool, u32)> {
-        self.by_local.get(local)?.iter().find(|(n, ..)| &**n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
+    pub fn get(&self, ns: u32, local: &str) -> Option<(ElemId, bool, u32)> {
+        self.by_local.get(local)?.iter().find(|(n, ..)| *n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
     }
 
     /// Records a child; returns the canonical id for its name.
-    fn insert(&mut self, name: &QName, id: ElemId, repeatable: bool) -> ElemId {
+    fn insert(&mut self, name: &QName, id: ElemId, repeatable: bool, namespaces: &mut NamespaceIds) -> ElemId {
+        let ns = namespaces.intern(&name.ns);
         let same = self.by_local.entry(name.local.as_str().into()).or_default();
-        match same.iter_mut().find(|(n, ..)| **n == *name.ns) {
+        match same.iter_mut().find(|(n, ..)| *n == ns) {
             Some((_, canonical, rep, _)) => {
                 *rep |= repeatable;
                 *canonical
             }
             None => {
-                same.push((name.ns.as_str().into(), id, repeatable, NO_PLACE));
+                same.push((ns, id, repeatable, NO_PLACE));
                 id
             }
         }
@@ -265,6 +288,11 @@ impl Schema {
         self.global_elements.get(name).copied()
     }
 
+    /// The number of a namespace (`NO_NAMESPACE_ID` when no content model names it).
+    pub fn namespace_id(&self, ns: &str) -> u32 {
+        self.namespaces.0.get(ns).copied().unwrap_or(NO_NAMESPACE_ID)
+    }
+
     /// Whether an element of this type holds text that needs no check (a string without facets).
     pub fn free_text(&self, ty: TypeId) -> bool {
         self.free_text.get(ty).copied().unwrap_or(false)
@@ -347,7 +375,7 @@ impl Schema {
         let mut children = Children::default();
         for (field, ty) in fields {
             let id = self.elements.len();
-            children.insert(&field, id, false);
+            children.insert(&field, id, false, &mut self.namespaces);
             self.elements.push(ElementDecl { name: field, ty, nillable: true });
             particles.push(Particle { min: 1, max: 1, term: Term::Element(id) });
         }
@@ -1037,7 +1065,7 @@ impl<'a> Compiler<'a> {
             {
                 let mut children = Children::default();
                 let mut wildcards = Vec::new();
-                collect(particle, false, elements, &mut children, &mut wildcards);
+                collect(particle, false, elements, &mut children, &mut wildcards, &mut self.schema.namespaces);
                 let flat = FlatSequence::of(particle, elements);
                 if let Some(flat) = &flat {
                     children.place(flat);
@@ -1088,15 +1116,16 @@ fn collect(
     elements: &[ElementDecl],
     children: &mut Children,
     wildcards: &mut Vec<Wildcard>,
+    namespaces: &mut NamespaceIds,
 ) {
     let repeated = repeated || p.max > 1;
     match &mut p.term {
         Term::Element(id) => {
-            *id = children.insert(&elements[*id].name, *id, repeated);
+            *id = children.insert(&elements[*id].name, *id, repeated, namespaces);
         }
         Term::Sequence(ps) | Term::Choice(ps) | Term::All(ps) => {
             for c in ps {
-                collect(c, repeated, elements, children, wildcards);
+                collect(c, repeated, elements, children, wildcards, namespaces);
             }
         }
         Term::Any(w) => wildcards.push(w.clone()),

@@ -166,10 +166,12 @@ impl<'s, 'i> Validator<'s, 'i> {
         });
     }
 
-    /// An element `{ns}local` starts. `resolve` turns a QName value (`xsi:type`) into a name.
+    /// An element `{ns}local` starts (`ns_id`: the schema's number for `ns`). `resolve` gives
+    /// the namespace of a prefix (for `xsi:type` values).
     pub fn start(
         &mut self,
         ns: &str,
+        ns_id: u32,
         local: &'i str,
         attrs: &[Attr<'_>],
         resolve: Resolve<'_>,
@@ -188,11 +190,12 @@ impl<'s, 'i> Validator<'s, 'i> {
             }
             Some(&Frame { ty, .. }) => {
                 let ty = ty as TypeId;
-                let not_allowed = |why: String| -> Option<String> { (self.mode == Mode::Strict).then_some(why) };
+                let strict = self.mode == Mode::Strict;
+                let not_allowed = |why: String| -> Option<String> { strict.then_some(why) };
                 let found = match &schema.types[ty] {
                     Type::Complex(ct) => match &ct.content {
                         Content::Any => None,
-                        Content::Elements { .. } => match ct.children.get(ns, local) {
+                        Content::Elements { .. } => match ct.children.get(ns_id, local) {
                             Some((id, repeatable, place)) => {
                                 if let Some(flat) = &ct.flat
                                     && let Some(frame) = self.frames.last_mut()
