@@ -250,14 +250,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         };
         let after = reader.buffer_position() as usize;
         match event {
-            Event::Decl(decl) => {
-                if let Some(Ok(enc)) = decl.encoding() {
-                    let enc = String::from_utf8_lossy(&enc).into_owned();
-                    if !enc.eq_ignore_ascii_case("utf-8") {
-                        return Err(EnvelopeError::Encoding(enc));
-                    }
-                }
-            }
+            Event::Decl(decl) => check_declaration(input_slice_bytes(text, decl).ok_or(EnvelopeError::NotUtf8)?)?,
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
             // Inside the operation element, when neither the requester nor the session element
@@ -583,6 +576,20 @@ fn enter<'i>(
     }
 }
 
+/// The XML declaration (`xml version="1.0" encoding="UTF-8"`, as the reader gives it): the
+/// encoding, when named, must be UTF-8 (the body was checked as UTF-8, or transcoded to it).
+fn check_declaration(decl: &str) -> Result<(), EnvelopeError> {
+    let malformed = |reason: String| EnvelopeError::Malformed { at: 0, reason: format!("XML declaration: {reason}") };
+    let mut rest = decl.strip_prefix("xml").unwrap_or(decl);
+    while let Some((key, value, _, after)) = next_attribute(rest).map_err(malformed)? {
+        if key == "encoding" && !value.eq_ignore_ascii_case("utf-8") {
+            return Err(EnvelopeError::Encoding(value.to_owned()));
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
 fn add_text(len: &mut usize, more: usize, limits: &Limits) -> Result<(), EnvelopeError> {
     *len += more;
     if *len > limits.max_text_length {
@@ -668,16 +675,13 @@ impl Section {
 struct Scopes<'i, 's> {
     text: &'i str,
     schema: &'s Schema,
-    names: Vec<Cow<'i, str>>,
-    /// The schema's number for each of `names`.
-    ids: Vec<u32>,
+    /// Each namespace name with the schema's number for it.
+    names: Vec<(Cow<'i, str>, u32)>,
     /// The schema's number for no namespace.
     no_namespace: u32,
     /// (prefix, index into `names`, or `None` where `xmlns=""` undeclares the default).
-    bindings: Vec<(&'i str, Option<usize>)>,
-    /// (depth of the element that declared them, where its bindings start): only elements that
-    /// declare namespaces have one.
-    marks: Vec<(usize, usize)>,
+    /// The depth of the element that declared each binding.
+    bindings: Vec<(&'i str, Option<usize>, usize)>,
     /// The depth of the start tag being read.
     depth: usize,
     /// The attributes of the start tag just read (other than namespace declarations).
@@ -690,17 +694,13 @@ const XML_INDEX: usize = 0;
 impl<'i, 's> Scopes<'i, 's> {
     fn new(text: &'i str, schema: &'s Schema) -> Self {
         let mut names = Vec::with_capacity(8);
-        names.push(Cow::Borrowed(super::schema::XML_NS));
-        let mut ids = Vec::with_capacity(8);
-        ids.push(schema.namespace_id(super::schema::XML_NS));
+        names.push((Cow::Borrowed(super::schema::XML_NS), schema.namespace_id(super::schema::XML_NS)));
         Scopes {
             text,
             schema,
             names,
-            ids,
             no_namespace: schema.namespace_id(""),
             bindings: Vec::with_capacity(16),
-            marks: Vec::with_capacity(16),
             depth: 0,
             attrs: Vec::with_capacity(8),
         }
@@ -708,31 +708,25 @@ impl<'i, 's> Scopes<'i, 's> {
 
     /// The element at `depth` ends: its bindings go out of scope.
     fn close(&mut self, depth: usize) {
-        if let Some(&(d, start)) = self.marks.last()
-            && d == depth
-        {
-            self.bindings.truncate(start);
-            self.marks.pop();
+        while self.bindings.last().is_some_and(|&(_, _, d)| d == depth) {
+            self.bindings.pop();
         }
     }
 
     fn declare(&mut self, prefix: &'i str, value: Cow<'i, str>) {
-        if self.marks.last().is_none_or(|&(d, _)| d != self.depth) {
-            self.marks.push((self.depth, self.bindings.len()));
-        }
         let index = if value.is_empty() {
             None
         } else {
-            Some(match self.names.iter().position(|n| *n == value) {
+            Some(match self.names.iter().position(|(n, _)| *n == value) {
                 Some(i) => i,
                 None => {
-                    self.ids.push(self.schema.namespace_id(&value));
-                    self.names.push(value);
+                    let id = self.schema.namespace_id(&value);
+                    self.names.push((value, id));
                     self.names.len() - 1
                 }
             })
         };
-        self.bindings.push((prefix, index));
+        self.bindings.push((prefix, index, self.depth));
     }
 
     /// The namespace of an element with this prefix (`""`: the default); `None`: undeclared.
@@ -742,8 +736,8 @@ impl<'i, 's> Scopes<'i, 's> {
 
     /// As `element`, as an index into the request's namespace names.
     fn binding(&self, prefix: &str) -> Option<Option<usize>> {
-        match self.bindings.iter().rev().find(|(p, _)| short_eq(p, prefix)) {
-            Some((_, index)) => Some(*index),
+        match self.bindings.iter().rev().find(|(p, ..)| short_eq(p, prefix)) {
+            Some((_, index, _)) => Some(*index),
             None if prefix.is_empty() => Some(None),
             None if prefix == "xml" => Some(Some(XML_INDEX)),
             None => None,
@@ -752,11 +746,11 @@ impl<'i, 's> Scopes<'i, 's> {
 
     /// The schema's number for the namespace `index` names.
     fn id(&self, index: Option<usize>) -> u32 {
-        index.and_then(|i| self.ids.get(i)).copied().unwrap_or(self.no_namespace)
+        index.and_then(|i| self.names.get(i)).map_or(self.no_namespace, |(_, id)| *id)
     }
 
     fn name(&self, index: Option<usize>) -> Option<&str> {
-        index.and_then(|i| self.names.get(i)).map(|n| &**n)
+        index.and_then(|i| self.names.get(i)).map(|(n, _)| &**n)
     }
 
     /// Reads a start tag's attributes: declares its namespace bindings, and returns the others
@@ -796,7 +790,7 @@ impl<'i, 's> Scopes<'i, 's> {
             let declared = if key == "xmlns" { Some("") } else { key.strip_prefix("xmlns:") };
             match declared {
                 Some(prefix) => {
-                    if self.bindings[tag_start..].iter().any(|(p, _)| short_eq(p, prefix)) {
+                    if self.bindings[tag_start..].iter().any(|(p, ..)| short_eq(p, prefix)) {
                         return Err(bad(format!("duplicate attribute '{key}'")));
                     }
                     self.declare(prefix, value);
@@ -814,7 +808,7 @@ impl<'i, 's> Scopes<'i, 's> {
                 continue;
             }
             let ns = match self.binding(prefix) {
-                Some(Some(index)) => self.names[index].clone(),
+                Some(Some(index)) => self.names[index].0.clone(),
                 _ => {
                     return Err(EnvelopeError::Malformed {
                         at: 0,
@@ -839,6 +833,7 @@ impl<'i, 's> Scopes<'i, 's> {
 /// (`&`), and the text after it; `None` at the end.
 /// (quick-xml's attribute iterator does the same with a per-tag allocation and more than ten
 /// times the instructions; attributes are on most records of a batch.)
+#[inline]
 fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String> {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let bytes = text.as_bytes();
@@ -846,7 +841,6 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
     while i < bytes.len() && is_space(bytes[i]) {
         i += 1;
     }
-    // A closing `/` of an empty-element tag is not part of the attribute text.
     if i == bytes.len() {
         return Ok(None);
     }
@@ -878,22 +872,32 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err(format!("the value of attribute '{name}' is not quoted")),
     };
-    // Values are short: one pass finds the closing quote and refuses `<`, without a call.
+    // One scan finds the closing quote, refuses `<` and notes references: byte by byte through
+    // the usual short value, with memchr past its first 16 bytes (namespace names are long).
     let value_start = i + 1;
     let mut end = value_start;
     let mut reference = false;
     loop {
-        match bytes.get(end) {
+        let next = if end < value_start + 16 {
+            bytes.get(end).map(|&b| (end, b))
+        } else {
+            memchr::memchr3(quote, b'<', b'&', &bytes[end..]).map(|k| (end + k, bytes[end + k]))
+        };
+        match next {
             None => return Err(format!("the value of attribute '{name}' is not closed")),
-            Some(&b) if b == quote => break,
-            Some(b'<') => return Err(format!("'<' in the value of attribute '{name}'")),
-            Some(b'&') => reference = true,
-            Some(_) => {}
+            Some((at, b)) if b == quote => {
+                end = at;
+                break;
+            }
+            Some((_, b'<')) => return Err(format!("'<' in the value of attribute '{name}'")),
+            Some((at, b'&')) => {
+                reference = true;
+                end = at + 1;
+            }
+            Some((at, _)) => end = at + 1,
         }
-        end += 1;
     }
-    let (value, len) = (&text[value_start..end], end - value_start);
-    Ok(Some((name, value, reference, &text[value_start + len + 1..])))
+    Ok(Some((name, &text[value_start..end], reference, &text[end + 1..])))
 }
 
 /// `prefix:local` or `local`, split without a `memchr` call (names are short).
