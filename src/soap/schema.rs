@@ -173,7 +173,24 @@ impl FlatSequence {
 pub struct Children {
     // Looked up once per request element: FxHash, as the keys are the schema's own names.
     // Nearly every local name has one declaration: kept inline, not behind a second pointer.
-    by_local: rustc_hash::FxHashMap<Box<str>, smallvec::SmallVec<[SameLocal; 1]>>,
+    // hashbrown for look-ups by a borrowed name compared in place (see `Local`).
+    by_local: hashbrown::HashMap<Box<str>, smallvec::SmallVec<[SameLocal; 1]>, rustc_hash::FxBuildHasher>,
+}
+
+/// A request's element name, looked up among a type's children: hashed as the stored name is,
+/// compared byte by byte in place (names are short; `==` on `str` calls `memcmp`).
+struct Local<'a>(&'a str);
+
+impl std::hash::Hash for Local<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Box<str>> for Local<'_> {
+    fn equivalent(&self, key: &Box<str>) -> bool {
+        self.0.len() == key.len() && self.0.bytes().zip(key.bytes()).all(|(a, b)| a == b)
+    }
 }
 
 /// One child declaration among those sharing a local name: namespace number, id, may repeat,
@@ -184,7 +201,7 @@ impl Children {
     /// The declaration of child `{ns}local`, whether it may repeat, and its place in the type's
     /// flat sequence.
     pub fn get(&self, ns: u32, local: &str) -> Option<(ElemId, bool, u32)> {
-        self.by_local.get(local)?.iter().find(|(n, ..)| *n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
+        self.by_local.get(&Local(local))?.iter().find(|(n, ..)| *n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
     }
 
     /// Records a child; returns the canonical id for its name.
