@@ -6,12 +6,14 @@
 //! reads envelopes and WSDLs; `server` accepts connections; `loopback` holds the local token
 //! endpoint and upstream that `demo` and the tests run against.
 
+pub mod admin;
 pub mod bearer;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod loopback;
+pub mod metrics;
 pub mod offline;
 pub mod policy;
 pub mod proxy;
@@ -29,12 +31,18 @@ use std::time::Duration;
 pub use config::Config;
 pub use proxy::App;
 
-/// How long open requests may take to finish after shutdown is asked for.
-pub const DRAIN: Duration = Duration::from_secs(30);
+/// Where a running proxy listens (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub proxy: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
 
 /// A proxy serving in the background (demo, tests): where it listens, how to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener, when configured.
+    pub admin: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -49,7 +57,7 @@ impl Running {
         };
         let task = tokio::spawn(run(app, shutdown, Some(bound_tx)));
         match bound_rx.await {
-            Ok(addr) => Ok(Running { addr, stop: Some(stop), task: Some(task) }),
+            Ok(bound) => Ok(Running { addr: bound.proxy, admin: bound.admin, stop: Some(stop), task: Some(task) }),
             Err(_) => match task.await {
                 Ok(Err(e)) => Err(e),
                 _ => Err(std::io::Error::other("the proxy stopped before listening")),
@@ -57,11 +65,16 @@ impl Running {
         }
     }
 
-    /// Shuts down as SIGTERM would and waits until `run` has returned.
-    pub async fn stop(&mut self) -> std::io::Result<()> {
+    /// Asks for shutdown as SIGTERM would, without waiting (`stop` then waits).
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Shuts down as SIGTERM would and waits until `run` has returned.
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        self.begin_stop();
         match self.task.take() {
             Some(task) => task.await.map_err(std::io::Error::other)?,
             None => Ok(()),
@@ -69,18 +82,32 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` and serves the proxy until `shutdown` resolves. Returns the bound address
-/// through `bound` as soon as the listener is up (port 0 picks a free port).
+/// Binds `config.listen` (and the admin listener, when configured) and serves the proxy until
+/// `shutdown` resolves; then stops accepting, lets requests in flight finish for up to the
+/// configured drain time, and returns. Says where it listens through `bound` as soon as the
+/// listeners are up.
 pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    bound: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(app.config().listen).await?;
+    let config = app.config();
+    let drain = config.drain;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(listen = %addr, routes = app.config().routes.len(), "Listening.");
+    tracing::info!(listen = %addr, routes = config.routes.len(), "Listening.");
+    let ready = Arc::new(admin::Readiness::default());
+    let admin_listener = match config.admin_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at).await?;
+            tracing::info!(listen = %l.local_addr()?, "Admin listener: /metrics, /healthz, /readyz, POST /reload.");
+            Some(l)
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     if let Some(bound) = bound {
-        let _ = bound.send(addr);
+        let _ = bound.send(Bound { proxy: addr, admin: admin_addr });
     }
     let serving = Arc::clone(&app);
     let handler = move |req| {
@@ -102,11 +129,22 @@ pub async fn run(
             let _ = std::fs::remove_file(path);
             let listener = tokio::net::UnixListener::bind(path)?;
             tracing::info!(socket = %path.display(), "Listening on the Unix socket.");
-            Some(tokio::spawn(server::serve_unix(listener, handler.clone(), stopped(), DRAIN)))
+            Some(tokio::spawn(server::serve_unix(listener, handler.clone(), stopped(), drain)))
         }
         None => None,
     };
-    let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), DRAIN));
+    let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), drain));
+    // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin_listener.map(|listener| {
+        let (app, ready) = (Arc::clone(&app), Arc::clone(&ready));
+        let handler = move |req| admin::handle(Arc::clone(&app), Arc::clone(&ready), req);
+        let stop = async {
+            let _ = admin_stop_rx.await;
+        };
+        tokio::spawn(server::serve(listener, None, handler, stop, Duration::from_secs(1)))
+    });
+    ready.set(true);
     systemd::notify("READY=1");
     if let Some(every) = systemd::watchdog_interval() {
         tokio::spawn(async move {
@@ -118,6 +156,7 @@ pub async fn run(
         });
     }
     shutdown.await;
+    ready.set(false);
     systemd::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let _ = tcp.await;
@@ -126,5 +165,9 @@ pub async fn run(
         let _ = unix.await;
     }
     app.revoke_held().await;
+    let _ = admin_stop_tx.send(());
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     Ok(())
 }

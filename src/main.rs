@@ -60,10 +60,11 @@ enum ValidationArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo) { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // `run` logs as its config says, once the config is read; the other commands log for people.
+    if !matches!(cli.command, Command::Run { .. }) {
+        let level = if matches!(cli.command, Command::Demo) { "warn" } else { "info" };
+        init_logging(level, oauth_egress::config::raw::LogFormat::Human);
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -84,16 +85,17 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_BAD_CONFIG)
                 }
             },
-            Command::Run { config } => {
-                let config = match oauth_egress::Config::load(&config) {
+            Command::Run { config: path } => {
+                let config = match oauth_egress::Config::load(&path) {
                     Ok(c) => c,
                     Err(errors) => {
                         eprintln!("{errors}");
                         return ExitCode::from(EXIT_BAD_CONFIG);
                     }
                 };
+                init_logging("info", config.log_format);
                 let app = match oauth_egress::App::new(config) {
-                    Ok(app) => Arc::new(app),
+                    Ok(app) => Arc::new(app.with_source(path)),
                     Err(e) => {
                         eprintln!("oauth-egress: {e}");
                         return ExitCode::FAILURE;
@@ -101,7 +103,8 @@ fn main() -> ExitCode {
                 };
                 // Registered before READY=1 is sent, so that no SIGHUP finds the default action.
                 #[cfg(unix)]
-                tokio::spawn(refuse_reload(
+                tokio::spawn(reload_on_hangup(
+                    Arc::clone(&app),
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
                 ));
                 match oauth_egress::run(app, shutdown_signal(), None).await {
@@ -176,15 +179,31 @@ fn main() -> ExitCode {
     })
 }
 
-/// SIGHUP would end the process by default; until live reload exists, it is logged and ignored,
-/// so that `systemctl reload` cannot stop the service.
+/// SIGHUP (`systemctl reload`): reads the config file again and serves it, or logs why not and
+/// keeps the running one. Reloads run one at a time, off the request path.
 #[cfg(unix)]
-async fn refuse_reload(hup: Option<tokio::signal::unix::Signal>) {
+async fn reload_on_hangup(app: Arc<oauth_egress::App>, hup: Option<tokio::signal::unix::Signal>) {
     let Some(mut hup) = hup else { return };
     while hup.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP received: live reload is not available yet; the running config stays. Restart to apply changes."
-        );
+        tracing::info!("SIGHUP received: reloading the config.");
+        match app.reload_source().await {
+            Ok(done) => oauth_egress::admin::log_reloaded(&done),
+            Err(errors) => oauth_egress::admin::log_refused(&errors),
+        }
+    }
+}
+
+/// Logs to standard error (the journal, under systemd): `RUST_LOG` or `level`, as text for
+/// people or one JSON object per line. Every line of a request carries its `request_id`.
+fn init_logging(level: &str, format: oauth_egress::config::raw::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        oauth_egress::config::raw::LogFormat::Human => builder.init(),
+        oauth_egress::config::raw::LogFormat::Json => {
+            builder.json().with_current_span(true).with_span_list(false).flatten_event(true).init()
+        }
     }
 }
 

@@ -88,6 +88,13 @@ pub struct Config {
     pub bearer: Option<crate::bearer::BearerCallers>,
     /// A Unix socket to listen on as well (callers by uid/gid).
     pub unix_socket: Option<PathBuf>,
+    /// The files the listener's TLS was built from (a reload that changes them needs a restart).
+    pub tls_files: Vec<PathBuf>,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `POST /reload` are served.
+    pub admin_listen: Option<SocketAddr>,
+    /// How long requests in flight may take to finish on shutdown.
+    pub drain: Duration,
+    pub log_format: raw::LogFormat,
 }
 
 /// The listener's TLS setup (no `Debug` of its own: it holds the private key).
@@ -196,6 +203,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// What validation settles, so `build` does not parse again.
 struct Checked {
     listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
     token_urls: Vec<Option<Url>>,
     upstreams: Vec<Option<Upstream>>,
     template: Option<Template>,
@@ -279,7 +287,14 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
             None
         }
     });
-    Checked { listen, token_urls, upstreams, template }
+    let admin_listen = raw.admin.listen.as_ref().and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.at(l.span(), format!("admin listen '{}' is not an address like 127.0.0.1:9090", l.get_ref()));
+            None
+        }
+    });
+    Checked { listen, token_urls, upstreams, template, admin_listen }
 }
 
 fn validate_callers(raw: &RawConfig, route_names: &HashSet<&str>, errors: &mut Errors<'_>) {
@@ -523,8 +538,10 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
                 Some(crate::token::revoke::Revoker { http, url, client })
             }
         };
+        let identity = provider_identity(client.url().as_str(), &p.client_id, &p.audience, p.scope.as_deref(), &key);
         providers.push(Arc::new(Provider {
             name: p.name.get_ref().as_str().into(),
+            identity,
             signer: Signer {
                 issuer: p.client_id.clone(),
                 audience: p.audience.clone(),
@@ -629,6 +646,14 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         tls: listener_tls(&raw.server, base, errors),
         bearer,
         unix_socket: raw.server.unix_socket.as_ref().map(|p| base.join(p)),
+        tls_files: [&raw.server.tls_certificate, &raw.server.tls_private_key, &raw.server.tls_client_ca]
+            .into_iter()
+            .flatten()
+            .map(|f| base.join(f.get_ref()))
+            .collect(),
+        admin_listen: checked.admin_listen,
+        drain: raw.server.drain_timeout,
+        log_format: raw.log.format,
         limits: Limits {
             max_depth: raw.limits.max_depth,
             max_elements: raw.limits.max_elements,
@@ -829,6 +854,27 @@ fn introspector(
         secret,
         auth: p.introspection_auth,
     }))
+}
+
+/// A provider's identity: a digest of what decides whose tokens it gets (token endpoint, client
+/// id, audience, scope, signing key).
+fn provider_identity(
+    token_url: &str,
+    client_id: &str,
+    audience: &str,
+    scope: Option<&str>,
+    key: &SigningKey,
+) -> Arc<str> {
+    use rsa::traits::PublicKeyParts;
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [token_url.as_bytes(), client_id.as_bytes(), audience.as_bytes(), scope.unwrap_or("").as_bytes()] {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    digest.update(&key.public_key().n().to_bytes_be());
+    digest.update(&key.public_key().e().to_bytes_be());
+    let hex: String = digest.finish().as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    hex.into()
 }
 
 #[cfg(test)]

@@ -26,6 +26,37 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub callers: Vec<Spanned<RawCaller>>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`, `POST /reload`. Keep it on loopback
+/// or a management network: it is not authenticated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address to serve it on, e.g. `127.0.0.1:9090`. Default: none (no admin listener).
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+}
+
+/// How the proxy logs (to standard error, which systemd sends to the journal).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `"human"` (default) or `"json"` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 /// An internal app allowed to use the proxy, and what for. With no `[[callers]]` every request
@@ -155,6 +186,9 @@ pub struct RawServer {
     /// A token not used for this long is dropped (its subject is idle). Default 1 h.
     #[serde(deserialize_with = "duration")]
     pub token_idle: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish. Default 30 s.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for RawServer {
@@ -175,6 +209,7 @@ impl Default for RawServer {
             api_key_header: "X-API-Key".to_owned(),
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -7,8 +7,12 @@ pub mod forward;
 pub mod respond;
 pub mod session;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -31,14 +35,153 @@ pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
-/// Everything a running proxy holds: the config snapshot, the token store, the upstream client.
+/// A running proxy: the config it serves now, swapped whole on reload, and what outlives a
+/// reload (the token store, the clock).
 #[derive(Debug)]
 pub struct App {
+    current: ArcSwap<Generation>,
+    store: Arc<dyn TokenStore>,
+    clock: Clock,
+    /// Where the config was read from (reload reads it again).
+    source: Option<PathBuf>,
+    /// Reloads run one at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// One config and what is built from it. A request runs on the generation it started on to the
+/// end; a reload makes a new one.
+#[derive(Debug)]
+struct Generation {
     config: Arc<Config>,
     limits: crate::policy::Limits,
     store: Arc<dyn TokenStore>,
     upstream: reqwest::Client,
     clock: Clock,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub routes: usize,
+    pub providers: usize,
+    /// Providers whose identity is new: their subjects start without tokens.
+    pub new_identities: Vec<String>,
+    /// Settings that take effect only on restart, which differ in the new config.
+    pub need_restart: Vec<&'static str>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Result<App, String> {
+        App::with_clock(config, Clock::default())
+    }
+
+    /// An app whose token expiry is measured on `clock` (tests advance it).
+    pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
+        let store: Arc<dyn TokenStore> =
+            Arc::new(MemoryStore::new(config.max_tokens, config.token_idle, clock.clone()));
+        let current = Generation::new(config, Arc::clone(&store), clock.clone())?;
+        Ok(App { current: ArcSwap::from_pointee(current), store, clock, source: None, reloading: Default::default() })
+    }
+
+    /// Remembers the file the config came from, for `reload_source`.
+    pub fn with_source(mut self, path: PathBuf) -> App {
+        self.source = Some(path);
+        self
+    }
+
+    /// The config served now.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.current.load().config)
+    }
+
+    pub fn store(&self) -> &dyn TokenStore {
+        &*self.store
+    }
+
+    /// What `/metrics` answers with now.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::METRICS.render(&self.config(), self.clock.now())
+    }
+
+    /// Serves `config` from now on. Requests already running finish on the config they started
+    /// with; tokens stay for every provider whose identity did not change.
+    pub fn reload(&self, config: Config) -> Result<Reloaded, String> {
+        let old = self.current.load_full();
+        let need_restart = restart_only_changes(&old.config, &config);
+        let known: std::collections::HashSet<&str> = old.config.providers.iter().map(|p| &*p.identity).collect();
+        let new_identities =
+            config.providers.iter().filter(|p| !known.contains(&*p.identity)).map(|p| p.name.to_string()).collect();
+        let reloaded =
+            Reloaded { routes: config.routes.len(), providers: config.providers.len(), new_identities, need_restart };
+        let next = Generation::new(config, Arc::clone(&self.store), self.clock.clone())?;
+        self.current.store(Arc::new(next));
+        Ok(reloaded)
+    }
+
+    /// Reads the config file again and serves it (off the request path: call it from a task).
+    /// A config with errors is refused whole, the current one keeps serving, and the errors
+    /// are returned.
+    pub async fn reload_source(&self) -> Result<Reloaded, Vec<String>> {
+        let Some(path) = self.source.clone() else {
+            return Err(vec!["this proxy was not started from a config file".to_owned()]);
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| vec![format!("reading the config failed: {e}")])?;
+        let config = loaded.map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        self.reload(config).map_err(|e| vec![e])
+    }
+
+    /// At shutdown: revokes the tokens still held, for providers that have a revocation
+    /// endpoint, waiting at most 5 s.
+    pub async fn revoke_held(&self) {
+        let config = self.config();
+        if config.providers.iter().all(|p| p.revoker.is_none()) {
+            return;
+        }
+        let held = self.store.held();
+        let count = held.len();
+        let revoked =
+            crate::token::revoke::revoke_all(&config.providers, held, std::time::Duration::from_secs(5)).await;
+        tracing::info!(held = count, revoked, "Revoked held tokens at shutdown.");
+    }
+
+    /// Answers one request, on the config current when it arrives. Every failure becomes a
+    /// response here; nothing is dropped silently.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let generation = self.current.load_full();
+        let request_id = request_id(request.headers());
+        // Every log line of the request, wherever in the pipeline, carries its id.
+        let span = tracing::info_span!("request", request_id = %request_id);
+        generation.handle(request, request_id).instrument(span).await
+    }
+}
+
+/// The settings a running proxy cannot change without a restart (listeners, TLS, the token
+/// store's bounds), named where the new config differs.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.listen != new.listen {
+        changed.push("server.listen");
+    }
+    if old.unix_socket != new.unix_socket {
+        changed.push("server.unix_socket");
+    }
+    if old.tls_files != new.tls_files {
+        changed.push("server.tls_*");
+    }
+    if old.max_tokens != new.max_tokens || old.token_idle != new.token_idle {
+        changed.push("server.max_tokens/token_idle");
+    }
+    if old.admin_listen != new.admin_listen {
+        changed.push("admin.listen");
+    }
+    changed
 }
 
 /// What the phases learn about one request.
@@ -52,54 +195,25 @@ struct RequestCtx<'a> {
     operation: Option<String>,
 }
 
-impl App {
-    pub fn new(config: Config) -> Result<App, String> {
-        App::with_clock(config, Clock::default())
-    }
-
-    /// An app whose token expiry is measured on `clock` (tests advance it).
-    pub fn with_clock(config: Config, clock: Clock) -> Result<App, String> {
+impl Generation {
+    fn new(config: Config, store: Arc<dyn TokenStore>, clock: Clock) -> Result<Generation, String> {
         let upstream = forward::client(config.upstream_connect_timeout, &config.extra_roots)?;
-        let store: Arc<dyn TokenStore> =
-            Arc::new(MemoryStore::new(config.max_tokens, config.token_idle, clock.clone()));
         let limits = crate::policy::Limits::new(&config.policy);
-        Ok(App { config: Arc::new(config), limits, store, upstream, clock })
+        Ok(Generation { config: Arc::new(config), limits, store, upstream, clock })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn store(&self) -> &dyn TokenStore {
-        &*self.store
-    }
-
-    /// At shutdown: revokes the tokens still held, for providers that have a revocation
-    /// endpoint, waiting at most 5 s.
-    pub async fn revoke_held(&self) {
-        if self.config.providers.iter().all(|p| p.revoker.is_none()) {
-            return;
-        }
-        let held = self.store.held();
-        let count = held.len();
-        let revoked =
-            crate::token::revoke::revoke_all(&self.config.providers, held, std::time::Duration::from_secs(5)).await;
-        tracing::info!(held = count, revoked, "Revoked held tokens at shutdown.");
-    }
-
-    /// Answers one request. Every failure becomes a response here; nothing is dropped silently.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    async fn handle<B>(&self, request: Request<B>, request_id: String) -> Response<ProxyBody>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
-        let request_id = request_id(request.headers());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let Some(route) = self.route_for(&path) else {
             let err = ProxyError::NoRoute(path.clone());
-            tracing::info!(request_id = %request_id, %method, %path, status = 404, "No route for request.");
+            tracing::info!(%method, %path, status = 404, "No route for request.");
+            record("", None, 404, started);
             return respond::error_response(&err, None, &request_id);
         };
         let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
@@ -118,15 +232,21 @@ impl App {
             Err(err) => {
                 let c = respond::classify(&err);
                 if c.status.is_server_error() {
-                    tracing::warn!(request_id = %ctx.request_id, route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request failed.");
+                    tracing::warn!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request failed.");
                 } else {
-                    tracing::info!(request_id = %ctx.request_id, route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request refused.");
+                    tracing::info!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request refused.");
+                }
+                if let ProxyError::Envelope(e) = &err {
+                    crate::metrics::METRICS
+                        .rejections
+                        .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
+                        .inc();
                 }
                 respond::error_response(&err, ctx.soap, &ctx.request_id)
             }
         };
+        record(&route.name, ctx.operation.as_deref(), response.status().as_u16(), started);
         tracing::info!(
-            request_id = %ctx.request_id,
             route = %route.name,
             %method,
             %path,
@@ -243,14 +363,14 @@ impl App {
                 };
                 let mut stripped: Vec<&http::HeaderName> = strip.into_iter().collect();
                 stripped.extend(self.config.policy.api_key_header.as_ref());
-                let headers = forward::request_headers(&parts.headers, &stripped);
+                let headers = with_request_id(forward::request_headers(&parts.headers, &stripped), &ctx.request_id);
                 (requester_text, Inject::Soap { body, slot, session, headers })
             }
             Protocol::Rest { requester_header } => {
                 let requester_text = header_text(&parts.headers, requester_header)?;
                 let mut stripped = vec![requester_header];
                 stripped.extend(self.config.policy.api_key_header.as_ref());
-                let headers = forward::request_headers(&parts.headers, &stripped);
+                let headers = with_request_id(forward::request_headers(&parts.headers, &stripped), &ctx.request_id);
                 (requester_text, Inject::Rest { body, headers })
             }
         };
@@ -297,6 +417,7 @@ impl App {
                 "Upstream refused the session; renewing it and sending the request once more."
             );
             self.store.invalidate(&key, &token);
+            crate::metrics::METRICS.cache("renegotiation");
             token = self.get_token(provider, &key).await?;
             replayed = true;
         }
@@ -360,7 +481,7 @@ fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Result<String, P
 
 /// What a token is stored under for this provider and subject.
 fn token_key(provider: &crate::token::provider::Provider, subject: &str) -> TokenKey {
-    TokenKey { provider: provider.name.clone(), subject: subject.into(), scope: provider.scope.clone() }
+    TokenKey { provider: provider.identity.clone(), subject: subject.into(), scope: provider.scope.clone() }
 }
 
 /// How the token goes into the request, per protocol: what a replay needs to do it again.
@@ -427,8 +548,32 @@ fn set_charset_utf8(headers: &mut HeaderMap) {
     }
 }
 
+/// Counts an answered request and its latency.
+fn record(route: &str, operation: Option<&str>, status: u16, started: Instant) {
+    let metrics = &crate::metrics::METRICS;
+    let labels = crate::metrics::RequestLabels {
+        route: route.to_owned(),
+        operation: operation.unwrap_or("").to_owned(),
+        status,
+    };
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
+        .request_seconds
+        .get_or_create(&crate::metrics::RouteLabels { route: route.to_owned() })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// The forwarded headers, with the request's id (the caller's, or the one made for it) so the
+/// upstream's logs can be joined with ours.
+fn with_request_id(mut headers: HeaderMap, id: &str) -> HeaderMap {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert("x-request-id", v);
+    }
+    headers
+}
+
 /// The caller's `X-Request-Id` when it is short and printable, or a new one.
-fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

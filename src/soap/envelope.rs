@@ -144,6 +144,38 @@ pub enum EnvelopeError {
 }
 
 impl EnvelopeError {
+    /// Which rule refused the request, for metrics (a few fixed names, unlike the message).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            EnvelopeError::Malformed { .. } => "malformed",
+            EnvelopeError::NotXml => "not_xml",
+            EnvelopeError::NotUtf8 | EnvelopeError::Encoding(_) => "encoding",
+            EnvelopeError::Doctype => "doctype",
+            EnvelopeError::ProcessingInstruction => "processing_instruction",
+            EnvelopeError::NotEnvelope(_) => "not_envelope",
+            EnvelopeError::UnexpectedEnvelopeChild(_)
+            | EnvelopeError::Duplicate(_)
+            | EnvelopeError::NoBody
+            | EnvelopeError::EmptyBody
+            | EnvelopeError::SeveralOperations { .. }
+            | EnvelopeError::StrayText(_)
+            | EnvelopeError::TrailingContent => "envelope_shape",
+            EnvelopeError::UnknownOperation(_) => "unknown_operation",
+            EnvelopeError::VersionMismatch { .. } => "soap_version",
+            EnvelopeError::ActionMismatch { .. } => "soap_action",
+            EnvelopeError::TooDeep(_)
+            | EnvelopeError::TooManyElements(_)
+            | EnvelopeError::TooManyAttributes { .. }
+            | EnvelopeError::NameTooLong(_)
+            | EnvelopeError::TextTooLong(_) => "limit",
+            EnvelopeError::AmbiguousElement(_) | EnvelopeError::NotText(_) => "requester_or_session",
+            EnvelopeError::UnknownEntity(_) => "entity",
+            EnvelopeError::MustUnderstand(_) => "must_understand",
+            EnvelopeError::Invalid(v) => v.kind(),
+            EnvelopeError::CannotInsert { .. } => "no_session_element",
+        }
+    }
+
     /// Stable machine-readable code for the fault detail and logs.
     pub fn code(&self) -> &'static str {
         match self {

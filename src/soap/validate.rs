@@ -35,6 +35,39 @@ pub struct Violation {
     pub rule: String,
 }
 
+impl Violation {
+    /// The kind of rule broken, for metrics: one of a few fixed names.
+    pub fn kind(&self) -> &'static str {
+        let r = self.rule.as_str();
+        let has = |s: &str| r.contains(s);
+        if has("missing required element") {
+            "missing_element"
+        } else if has("missing required attribute") {
+            "missing_attribute"
+        } else if has("may appear only once") || has("occurs more than") {
+            "occurrence"
+        } else if has("xsi:type") {
+            "xsi_type"
+        } else if has("nil") {
+            "nil"
+        } else if has("Length") || has("list has") {
+            "length"
+        } else if has("pattern") {
+            "pattern"
+        } else if has("allowed values") {
+            "enumeration"
+        } else if has("unexpected element") || has("is not allowed") || has("strict wildcard") {
+            "unexpected_content"
+        } else if has("is not a valid") || has("integer") || has("out of range") || has("matches none") {
+            "type"
+        } else if has("Inclusive") || has("Exclusive") || has("digits") {
+            "range"
+        } else {
+            "other"
+        }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.rule)

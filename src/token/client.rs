@@ -56,6 +56,11 @@ pub struct TokenClient {
 }
 
 impl TokenClient {
+    /// The token endpoint.
+    pub fn url(&self) -> &url::Url {
+        &self.token_url
+    }
+
     /// `extra_roots`: CA certificates trusted besides the system's.
     pub fn new(
         token_url: url::Url,

@@ -17,6 +17,7 @@ use crate::secret::Secret;
 /// What a token is stored under. Built only from a mapped, non-empty subject.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TokenKey {
+    /// The provider's identity (`Provider::identity`), not its name.
     pub provider: Arc<str>,
     pub subject: Arc<str>,
     pub scope: Option<Arc<str>>,

@@ -15,6 +15,10 @@ use crate::clock::Clock;
 #[derive(Debug)]
 pub struct Provider {
     pub name: Arc<str>,
+    /// Who tokens are got as: a digest of the token endpoint, client id, audience, scope and
+    /// signing key. Tokens are stored under it, so a reloaded config keeps the tokens of every
+    /// provider whose identity did not change (and drops those whose identity did).
+    pub identity: Arc<str>,
     pub signer: Signer,
     pub client: TokenClient,
     pub scope: Option<Arc<str>>,
@@ -77,7 +81,22 @@ impl Provider {
     /// One attempt: a fresh assertion (new `jti`), one exchange.
     async fn exchange(&self, subject: &str, clock: &Clock) -> Result<Token, TokenError> {
         let assertion = self.signer.sign(subject)?;
-        let granted = self.client.exchange(&assertion, self.scope.as_deref()).await?;
+        let started = Instant::now();
+        let granted = self.client.exchange(&assertion, self.scope.as_deref()).await;
+        let metrics = &crate::metrics::METRICS;
+        let provider = self.name.to_string();
+        metrics
+            .exchange_seconds
+            .get_or_create(&crate::metrics::ProviderLabels { provider: provider.clone() })
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &granted {
+            Ok(_) => "ok",
+            Err(TokenError::Rejected { .. }) => "refused",
+            Err(TokenError::Unreachable(_) | TokenError::Status(_) | TokenError::RetryAfter { .. }) => "unavailable",
+            Err(_) => "error",
+        };
+        metrics.exchanges.get_or_create(&crate::metrics::ExchangeLabels { provider, outcome }).inc();
+        let granted = granted?;
         let lifetime = match (granted.expires_in, &self.introspection) {
             (Some(seconds), _) => Duration::from_secs(seconds),
             (None, Some(introspector)) => match introspector.remaining(&granted.access_token).await {

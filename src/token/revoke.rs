@@ -34,7 +34,7 @@ impl Revoker {
 /// most `limit`. Returns how many the endpoints confirmed.
 pub async fn revoke_all(providers: &[Arc<Provider>], held: Vec<(TokenKey, Arc<Token>)>, limit: Duration) -> usize {
     let work = held.iter().filter_map(|(key, token)| {
-        let provider = providers.iter().find(|p| p.name == key.provider)?;
+        let provider = providers.iter().find(|p| p.identity == key.provider)?;
         let revoker = provider.revoker.as_ref()?;
         Some(async move { revoker.revoke(&token.access_token).await })
     });

@@ -160,17 +160,21 @@ impl Drop for Waiting<'_> {
 impl TokenStore for MemoryStore {
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult> {
         let now = self.inner.clock.now();
+        let metrics = &crate::metrics::METRICS;
         if let Some(token) = self.inner.lookup(key, now) {
             if now < token.refresh_at {
+                metrics.cache("hit");
                 return futures_util::future::ready(Ok(token)).boxed();
             }
             if now < token.expires_at {
                 // Serve the current token; renew in the background.
+                metrics.cache("refresh_ahead");
                 let mut inflight = lock(&self.inner.inflight);
                 drop(self.join_or_start(&mut inflight, key, fetch));
                 return futures_util::future::ready(Ok(token)).boxed();
             }
         }
+        metrics.cache("miss");
         let running = {
             let mut inflight = lock(&self.inner.inflight);
             // An exchange may have finished between the look-up above and taking the lock.

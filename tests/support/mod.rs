@@ -105,6 +105,10 @@ map = {{ "ops@corp.example.com" = "integration@corp.example.com" }}
 
 pub struct Harness {
     pub proxy: SocketAddr,
+    /// The admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
+    /// The config file (write a new one and reload to change it).
+    pub config_path: PathBuf,
     pub idp: LoopbackIdp,
     pub upstream: LoopbackUpstream,
     pub sessions: Sessions,
@@ -214,10 +218,27 @@ impl Harness {
         std::fs::write(&path, text).expect("config");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let clock = Clock::default();
-        let app = Arc::new(App::with_clock(config, clock.clone()).expect("app"));
+        let app = Arc::new(App::with_clock(config, clock.clone()).expect("app").with_source(path.clone()));
         let running = oauth_egress::Running::start(Arc::clone(&app)).await.expect("proxy");
-        let proxy = running.addr;
-        Harness { proxy, idp, upstream, sessions, app, clock, http: reqwest::Client::new(), dir, running }
+        let (proxy, admin) = (running.addr, running.admin);
+        Harness {
+            proxy,
+            admin,
+            config_path: path,
+            idp,
+            upstream,
+            sessions,
+            app,
+            clock,
+            http: reqwest::Client::new(),
+            dir,
+            running,
+        }
+    }
+
+    /// Asks the proxy to shut down as SIGTERM would, without waiting.
+    pub fn begin_shutdown(&mut self) {
+        self.running.begin_stop();
     }
 
     /// Shuts the proxy down as SIGTERM would, and waits until `run` has returned.
