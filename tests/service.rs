@@ -50,7 +50,7 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
 
     let socket = dir.path().join("proxy.sock");
     assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200, "serving once ready");
-    // SIGHUP does not stop it.
+    // SIGHUP reloads the (unchanged) config and does not stop it.
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200, "still serving after SIGHUP");
@@ -70,4 +70,115 @@ async fn ready_then_sigterm_drains_the_request_in_flight() {
     assert_eq!(in_flight.await.unwrap(), 200, "the in-flight request completed");
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Lines the child writes to standard error, collected as they come.
+fn collect_lines(stderr: tokio::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("test.key"), &key_pem());
+    copy_wsdls(dir.path());
+    let sessions = Sessions::default();
+    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
+    let idp = LoopbackIdp::start(
+        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
+        sessions,
+    )
+    .await
+    .unwrap();
+    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
+    let config = dir.path().join("oauth-egress.toml");
+    let base = format!("{}\n[log]\nformat = \"json\"\n", default_config(&peers));
+    std::fs::write(&config, &base).unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    let json =
+        |line: &String| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    // READY=1 is sent after "Listening." is written.
+    wait_until("the Listening line", || lines.lock().unwrap().iter().any(|l| l.contains("Listening."))).await;
+    let listen = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(json)
+        .find(|v| v["message"] == "Listening.")
+        .map(|v| v["listen"].as_str().unwrap().to_owned())
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{listen}{path}");
+
+    let given = http.get(url("/fixed/a")).header("X-Requester", ALICE).header("X-Request-Id", "req-json-1");
+    let given = given.send().await.unwrap();
+    assert_eq!(given.status(), 200);
+    assert_eq!(given.headers()["x-request-id"], "req-json-1");
+    let made = http.get(url("/fixed/b")).header("X-Requester", ALICE).send().await.unwrap();
+    assert_eq!(made.status(), 200);
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let ids: Vec<String> = upstream
+        .received()
+        .iter()
+        .map(|r| r.headers.get("x-request-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default())
+        .collect();
+    assert_eq!(ids, vec!["req-json-1".to_owned(), made_id.clone()], "the upstream gets each request's id");
+
+    // SIGHUP: a new route appears without a restart.
+    assert_eq!(http.get(url("/late/x")).header("X-Requester", ALICE).send().await.unwrap().status(), 404);
+    let late = format!(
+        "[[routes]]\nname = \"late\"\npath = \"/late\"\nkind = \"rest\"\nprovider = \"salesforce\"\nupstream = \"{}\"\n",
+        upstream.url()
+    );
+    std::fs::write(&config, base.replacen("[subjects]", &format!("{late}\n[subjects]"), 1)).unwrap();
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_until("the reload is logged", || lines.lock().unwrap().iter().any(|l| l.contains("Config reloaded"))).await;
+    assert_eq!(http.get(url("/late/x")).header("X-Requester", ALICE).send().await.unwrap().status(), 200);
+
+    // A broken config on SIGHUP: refused, logged, the running one stays.
+    std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_until("the refusal is logged", || lines.lock().unwrap().iter().any(|l| l.contains("Config reload refused")))
+        .await;
+    assert_eq!(http.get(url("/late/x")).header("X-Requester", ALICE).send().await.unwrap().status(), 200);
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let lines = lines.lock().unwrap().clone();
+    let records: Vec<serde_json::Value> = lines.iter().map(json).collect();
+    // Five requests: /fixed/a, /fixed/b, /late/x before the reload (404) and twice after.
+    let answered: Vec<&serde_json::Value> = records.iter().filter(|v| v["path"].is_string()).collect();
+    assert_eq!(answered.len(), 5, "{lines:#?}");
+    for v in &answered {
+        assert!(v["span"]["request_id"].is_string(), "every line of a request has its id: {v}");
+    }
+    assert!(answered.iter().any(|v| v["span"]["request_id"] == "req-json-1" && v["path"] == "/fixed/a"));
+    assert!(answered.iter().any(|v| v["span"]["request_id"] == made_id.as_str() && v["path"] == "/fixed/b"));
+    assert!(!lines.iter().any(|l| l.contains("00DLOOPBACK")), "no token in the logs");
 }
