@@ -62,14 +62,13 @@ fn check_accepts_the_shipped_example_with_its_paths_in_place() {
     let dir = tempfile::tempdir().unwrap();
     copy_wsdls(dir.path());
     let example = std::fs::read_to_string(manifest_dir().join("config/oauth-egress.toml")).unwrap();
-    // The example points at /etc; here its files sit next to the config.
-    let text = example
-        .replace("/etc/oauth-egress/salesforce.key", "salesforce.key")
-        .replace("/etc/oauth-egress/wsdl/", "wsdl/");
+    // The example reads the WSDL the package installs and its key as a systemd credential;
+    // here both sit next to the config.
+    let text = example.replace("/usr/share/oauth-egress/wsdl/", "wsdl/");
     write_private(&dir.path().join("salesforce.key"), &key_pem());
     let config = dir.path().join("oauth-egress.toml");
     std::fs::write(&config, text).unwrap();
-    let out = bin().args(["check", "--config"]).arg(&config).output().unwrap();
+    let out = bin().args(["check", "--config"]).arg(&config).env("CREDENTIALS_DIRECTORY", dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 providers, 2 routes)"));
 }
