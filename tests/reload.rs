@@ -193,6 +193,16 @@ async fn metrics_health_and_readiness() {
     let wrong = query(ALICE).replace("<urn:queryString>SELECT Id FROM Account</urn:queryString>", "");
     assert_eq!(h.soap11(&wrong).await.status, 500);
     assert_eq!(h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]).await.status, 200);
+    // Past the renewal point (session lifetime 2 h, renew 5 min before; used within every idle
+    // hour): served, and renewed behind.
+    for seconds in [3000, 3000, 1000] {
+        h.clock.advance(std::time::Duration::from_secs(seconds));
+        assert_eq!(h.soap11(&query(ALICE)).await.status, 200);
+    }
+    // The upstream refuses the session: renegotiated once, and its refusal passed through.
+    h.upstream.refuse_all(true);
+    h.soap11(&query(ALICE)).await;
+    h.upstream.refuse_all(false);
 
     let url = format!("http://{}/metrics", h.admin.unwrap());
     let response = h.http.get(url).send().await.unwrap();
@@ -205,6 +215,8 @@ async fn metrics_health_and_readiness() {
         "oauth_egress_request_duration_seconds_bucket{le=",
         "oauth_egress_token_cache_total{outcome=\"miss\"}",
         "oauth_egress_token_cache_total{outcome=\"hit\"}",
+        "oauth_egress_token_cache_total{outcome=\"refresh_ahead\"}",
+        "oauth_egress_token_cache_total{outcome=\"renegotiation\"}",
         "oauth_egress_idp_exchanges_total{provider=\"salesforce\",outcome=\"ok\"}",
         "oauth_egress_idp_exchange_duration_seconds_count{provider=\"salesforce\"}",
         "oauth_egress_validation_rejections_total{code=\"schema_violation\",rule=\"missing_element\"}",
