@@ -66,7 +66,25 @@ fn main() -> ExitCode {
         init_logging(level, oauth_egress::config::raw::LogFormat::Human);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `run` reads its config before the runtime starts: the config says how many threads serve.
+    let mut loaded = None;
+    if let Command::Run { config: path } = &cli.command {
+        match oauth_egress::Config::load(path) {
+            Ok(c) => {
+                init_logging("info", c.log_format);
+                loaded = Some(c);
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = loaded.as_ref().map(|c| c.workers).filter(|w| *w > 0) {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oauth-egress: cannot start the runtime: {e}");
@@ -86,14 +104,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Run { config: path } => {
-                let config = match oauth_egress::Config::load(&path) {
-                    Ok(c) => c,
-                    Err(errors) => {
-                        eprintln!("{errors}");
-                        return ExitCode::from(EXIT_BAD_CONFIG);
-                    }
-                };
-                init_logging("info", config.log_format);
+                let Some(config) = loaded else { return ExitCode::FAILURE };
                 let app = match oauth_egress::App::new(config) {
                     Ok(app) => Arc::new(app.with_source(path)),
                     Err(e) => {

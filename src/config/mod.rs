@@ -94,6 +94,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// How long requests in flight may take to finish on shutdown.
     pub drain: Duration,
+    /// Threads serving requests (0: one per CPU).
+    pub workers: usize,
     pub log_format: raw::LogFormat,
 }
 
@@ -653,6 +655,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             .collect(),
         admin_listen: checked.admin_listen,
         drain: raw.server.drain_timeout,
+        workers: raw.server.workers,
         log_format: raw.log.format,
         limits: Limits {
             max_depth: raw.limits.max_depth,

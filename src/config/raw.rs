@@ -189,6 +189,8 @@ pub struct RawServer {
     /// On SIGTERM, how long requests in flight may take to finish. Default 30 s.
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// Threads serving requests. Default 0: one per CPU.
+    pub workers: usize,
 }
 
 impl Default for RawServer {
@@ -210,6 +212,7 @@ impl Default for RawServer {
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
+            workers: 0,
         }
     }
 }

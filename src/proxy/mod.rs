@@ -178,6 +178,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.max_tokens != new.max_tokens || old.token_idle != new.token_idle {
         changed.push("server.max_tokens/token_idle");
     }
+    if old.workers != new.workers {
+        changed.push("server.workers");
+    }
+    if old.log_format != new.log_format {
+        changed.push("log.format");
+    }
     if old.admin_listen != new.admin_listen {
         changed.push("admin.listen");
     }
