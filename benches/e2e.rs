@@ -1,0 +1,470 @@
+//! oauth-egress side by side with nginx on one machine, on loopback (run `benches/e2e.sh`, which
+//! installs nginx and wrk when missing and calls `cargo bench --bench e2e`).
+//!
+//! One upstream for every case: nginx with one worker answering a fixed 1 KB body. In front of
+//! it, in turn: oauth-egress (release build), and nginx as a reverse proxy adding a fixed
+//! `Authorization` header with keep-alive upstream connections; both with 1 worker, then 2. wrk
+//! drives each case with the same connections and duration, interleaved (A B, then B A), for
+//! several rounds; medians are printed with the ratio oauth-egress / nginx. Then: a cold start
+//! of 1,000 distinct subjects (exchanges counted at the token endpoint), and oauth-egress's
+//! resident memory idle, with 1,000 open connections, and with many cached subjects.
+//!
+//! Knobs (environment): E2E_SECONDS (10), E2E_ROUNDS (3), E2E_CONNECTIONS (50),
+//! E2E_SUBJECTS (100000).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oauth_egress::loopback::Sessions;
+use oauth_egress::loopback::idp::{IdpOptions, LoopbackIdp};
+
+const ALICE: &str = "alice@corp.example.com";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
+    assert!(found.unwrap_or(false), "{tool} is missing: run benches/e2e.sh, which installs it");
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx(dir: &Path, name: &str, conf: &str) -> Proc {
+    let prefix = dir.join(name);
+    std::fs::create_dir_all(prefix.join("logs")).expect("nginx dir");
+    let file = prefix.join("nginx.conf");
+    let text = format!(
+        "daemon off;\npid {pid};\nerror_log {err} warn;\n{conf}",
+        pid = prefix.join("nginx.pid").display(),
+        err = prefix.join("logs/error.log").display()
+    );
+    std::fs::write(&file, text).expect("nginx conf");
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx");
+    Proc(child)
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_temp_paths(dir: &Path) -> String {
+    let t = dir.join("nginx-tmp");
+    std::fs::create_dir_all(&t).expect("tmp");
+    format!(
+        "client_body_temp_path {0}/body; proxy_temp_path {0}/proxy; fastcgi_temp_path {0}/fcgi; uwsgi_temp_path {0}/uwsgi; scgi_temp_path {0}/scgi;",
+        t.display()
+    )
+}
+
+fn upstream_conf(dir: &Path, port: u16) -> String {
+    let body = "x".repeat(1000);
+    format!(
+        "worker_processes 1;\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; {tmp} client_max_body_size 20m; \
+         server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000; \
+         location / {{ default_type text/xml; return 200 '{body}'; }} }} }}\n",
+        tmp = http_temp_paths(dir)
+    )
+}
+
+fn reverse_proxy_conf(dir: &Path, port: u16, upstream: u16, workers: usize) -> String {
+    format!(
+        "worker_processes {workers};\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; {tmp} client_max_body_size 20m; \
+         upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; }} \
+         server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000; location / {{ proxy_pass http://up; \
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; \
+         proxy_set_header Authorization \"Bearer 00DFIXED0000000!AQ4AQFixedTokenForTheNginxBaseline\"; }} }} }}\n",
+        tmp = http_temp_paths(dir)
+    )
+}
+
+fn proxy_config(port: u16, token_url: &str, upstream: u16, workers: usize) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+max_body = "20 MiB"
+workers = {workers}
+max_tokens = 200000
+
+[[providers]]
+name = "salesforce"
+token_url = "{token_url}"
+client_id = "{client}"
+audience = "{audience}"
+private_key = "bench.key"
+
+[[routes]]
+name = "rest"
+path = "/services/data/"
+kind = "rest"
+provider = "salesforce"
+upstream = "http://127.0.0.1:{upstream}"
+
+[[routes]]
+name = "partner"
+path = "/services/Soap/u/58.0"
+kind = "soap"
+provider = "salesforce"
+wsdl = "wsdl/salesforce-partner-v58.wsdl"
+upstream = "http://127.0.0.1:{upstream}"
+
+[[routes]]
+name = "enterprise"
+path = "/services/Soap/c/40.0"
+kind = "soap"
+provider = "salesforce"
+wsdl = "wsdl/salesforce-enterprise-v40.wsdl"
+upstream = "http://127.0.0.1:{upstream}"
+
+[subjects]
+unmapped = "as-is"
+"#,
+        client = oauth_egress::demo::CLIENT_ID,
+        audience = oauth_egress::demo::AUDIENCE,
+    )
+}
+
+/// oauth-egress as a process, once it said READY=1.
+fn start_proxy(dir: &Path, config: &str) -> (Proc, u32) {
+    let file = dir.join("oauth-egress.toml");
+    std::fs::write(&file, config).expect("config");
+    let notify_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let child = Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("oauth-egress");
+    let pid = child.id();
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    (Proc(child), pid)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn parse_duration_ms(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(url: &str, script: &Path, seconds: u64, connections: u64, raw: &mut String) -> Run {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    raw.push_str(&format!("$ wrk -t1 -c{connections} -d{seconds}s --latency -s {} {url}\n{text}\n", script.display()));
+    let mut run = Run::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => run.rps = v.parse().unwrap_or(0.0),
+            ["50%", v] => run.p50_ms = parse_duration_ms(v),
+            ["99%", v] => run.p99_ms = parse_duration_ms(v),
+            ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse::<u64>().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+fn lua(dir: &Path, name: &str, method: &str, body: Option<&str>, headers: &[(&str, &str)]) -> PathBuf {
+    let mut text = format!("wrk.method = \"{method}\"\n");
+    if let Some(body) = body {
+        let file = dir.join(format!("{name}.body"));
+        std::fs::write(&file, body).expect("body");
+        text.push_str(&format!(
+            "local f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
+            file.display()
+        ));
+    }
+    for (k, v) in headers {
+        text.push_str(&format!("wrk.headers[\"{k}\"] = '{v}'\n"));
+    }
+    let file = dir.join(format!("{name}.lua"));
+    std::fs::write(&file, text).expect("lua");
+    file
+}
+
+/// A partner `query` envelope of about 2 KB (a long field list).
+fn query_2kb() -> String {
+    let fields: Vec<String> = (0..135).map(|i| format!("Field{i}__c")).collect();
+    oauth_egress::demo::query_envelope(ALICE, &format!("SELECT Id, {} FROM Account", fields.join(", ")))
+}
+
+/// An enterprise `create` of typed Account records, about `records` × 585 bytes.
+fn create_envelope(records: usize) -> String {
+    let mut s = String::from(concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" "#,
+        r#"xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:urn="urn:enterprise.soap.sforce.com" "#,
+        r#"xmlns:ens="urn:sobject.enterprise.soap.sforce.com"><soapenv:Header><urn:SessionHeader>"#,
+        r#"<urn:sessionId>alice@corp.example.com</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body><urn:create>"#
+    ));
+    for i in 0..records {
+        s.push_str(&format!(
+            concat!(
+                r#"<urn:sObjects xsi:type="ens:Account"><ens:Id xsi:nil="true"/><ens:AnnualRevenue>1250000.5</ens:AnnualRevenue>"#,
+                "<ens:BillingCity>Zürich</ens:BillingCity><ens:CreatedDate>2026-11-22T07:00:00.000Z</ens:CreatedDate>",
+                "<ens:Description>Customer {i}, imported from the ERP by the nightly batch &amp; checked.</ens:Description>",
+                "<ens:Industry>Manufacturing</ens:Industry><ens:IsDeleted>false</ens:IsDeleted><ens:Name>Acme {i} AG</ens:Name>",
+                "<ens:NumberOfEmployees>{i}</ens:NumberOfEmployees><ens:Phone>+41 44 000 00 00</ens:Phone>",
+                "<ens:Website>https://acme{i}.example.com</ens:Website></urn:sObjects>"
+            ),
+            i = i
+        ));
+    }
+    s.push_str("</urn:create></soapenv:Body></soapenv:Envelope>");
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+/// `count` REST requests with distinct subjects (`prefix{i}@corp.example.com`), `concurrency`
+/// at a time; returns how many got 200.
+async fn distinct_subjects(port: u16, prefix: &str, count: usize, concurrency: usize) -> usize {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let (http, gate) = (http.clone(), Arc::clone(&gate));
+        let url = format!("http://127.0.0.1:{port}/services/data/v58.0/x");
+        let who = format!("{prefix}{i}@corp.example.com");
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            matches!(http.get(url).header("X-Requester", who).send().await, Ok(r) if r.status() == 200)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if matches!(t.await, Ok(true)) {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` and `cargo bench -- --list`: nothing to check quickly.
+    }
+    for tool in ["nginx", "wrk"] {
+        require(tool);
+    }
+    let seconds = env_or("E2E_SECONDS", 10);
+    let rounds = env_or("E2E_ROUNDS", 3);
+    let connections = env_or("E2E_CONNECTIONS", 50);
+    let subjects = env_or("E2E_SUBJECTS", 100_000) as usize;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("wsdl")).expect("wsdl dir");
+    for w in ["salesforce-partner-v58.wsdl", "salesforce-enterprise-v40.wsdl"] {
+        std::fs::copy(root.join("wsdl").join(w), dir.path().join("wsdl").join(w)).expect("wsdl");
+    }
+    let key = oauth_egress::demo::write_key(&dir.path().join("bench.key")).expect("key");
+
+    let upstream_port = free_port();
+    let _upstream = nginx(dir.path(), "upstream", &upstream_conf(dir.path(), upstream_port));
+    wait_listening(upstream_port);
+    let idp = runtime
+        .block_on(LoopbackIdp::start(
+            IdpOptions::salesforce(
+                oauth_egress::demo::CLIENT_ID,
+                oauth_egress::demo::AUDIENCE,
+                key.to_public_key(),
+                format!("http://127.0.0.1:{upstream_port}"),
+            ),
+            Sessions::default(),
+        ))
+        .expect("token endpoint");
+
+    let rest = lua(dir.path(), "rest", "GET", None, &[("X-Requester", ALICE)]);
+    let soap_headers = [("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", "\"\"")];
+    let q2k = query_2kb();
+    let c200k = create_envelope(340);
+    let soap2k = lua(dir.path(), "soap2k", "POST", Some(&q2k), &soap_headers);
+    let soap200k = lua(dir.path(), "soap200k", "POST", Some(&c200k), &soap_headers);
+    let cases: [(&str, &str, &Path); 3] = [
+        ("REST GET, token cached", "/services/data/v58.0/sobjects/Account/001", &rest),
+        ("SOAP 2 KB query (validated, rewritten)", "/services/Soap/u/58.0", &soap2k),
+        ("SOAP 200 KB create (validated, rewritten)", "/services/Soap/c/40.0", &soap200k),
+    ];
+    let mut raw = String::new();
+    let mut report = String::new();
+    report.push_str(&format!(
+        "bodies: SOAP query {} bytes, SOAP create {} bytes; wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n\n",
+        q2k.len(),
+        c200k.len()
+    ));
+    report.push_str("| case | workers | oauth-egress req/s | nginx req/s | ratio | oauth-egress p50 / p99 ms | nginx p50 / p99 ms | upstream direct req/s |\n");
+    report.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for workers in [1usize, 2] {
+        let proxy_port = free_port();
+        let token_url = idp.token_url();
+        let (proxy, _) = start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers));
+        let nginx_port = free_port();
+        let _nginx = nginx(
+            dir.path(),
+            &format!("proxy{workers}"),
+            &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers),
+        );
+        wait_listening(nginx_port);
+        // Warm up: a token for alice, connections.
+        for (_, path, script) in &cases {
+            wrk(&format!("http://127.0.0.1:{proxy_port}{path}"), script, 1, connections, &mut String::new());
+            wrk(&format!("http://127.0.0.1:{nginx_port}{path}"), script, 1, connections, &mut String::new());
+        }
+        let mut results: Vec<[Vec<Run>; 3]> = vec![Default::default(), Default::default(), Default::default()];
+        for round in 0..rounds {
+            for (c, (_, path, script)) in cases.iter().enumerate() {
+                let ours = format!("http://127.0.0.1:{proxy_port}{path}");
+                let theirs = format!("http://127.0.0.1:{nginx_port}{path}");
+                let direct = format!("http://127.0.0.1:{upstream_port}{path}");
+                let order: [(usize, &str); 2] =
+                    if round % 2 == 0 { [(0, &ours), (1, &theirs)] } else { [(1, &theirs), (0, &ours)] };
+                for (slot, url) in order {
+                    results[c][slot].push(wrk(url, script, seconds, connections, &mut raw));
+                }
+                results[c][2].push(wrk(&direct, script, seconds, connections, &mut raw));
+            }
+        }
+        for (c, (name, _, _)) in cases.iter().enumerate() {
+            let m = |slot: usize, f: fn(&Run) -> f64| median(results[c][slot].iter().map(f).collect());
+            let errors: u64 = results[c].iter().flatten().map(|r| r.errors).sum();
+            let (ours, theirs) = (m(0, |r| r.rps), m(1, |r| r.rps));
+            report.push_str(&format!(
+                "| {name} | {workers} | {ours:.0} | {theirs:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |{}\n",
+                ours / theirs,
+                m(0, |r| r.p50_ms),
+                m(0, |r| r.p99_ms),
+                m(1, |r| r.p50_ms),
+                m(1, |r| r.p99_ms),
+                m(2, |r| r.rps),
+                if errors > 0 { format!(" **{errors} errors**") } else { String::new() }
+            ));
+        }
+        drop(proxy);
+    }
+
+    // Cold start, memory.
+    let proxy_port = free_port();
+    let (proxy, pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, 2));
+    let idle = rss_kib(pid);
+    let before = idp.issued();
+    let started = Instant::now();
+    let ok = runtime.block_on(distinct_subjects(proxy_port, "cold", 1000, 100));
+    let cold = started.elapsed();
+    let exchanges = idp.issued() - before;
+    let after_cold = rss_kib(pid);
+    // 1,000 open connections, each with one request answered on it.
+    let mut open = Vec::new();
+    for _ in 0..1000 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy_port)).expect("connect");
+        s.write_all(
+            format!("GET /services/data/v58.0/x HTTP/1.1\r\nHost: x\r\nX-Requester: {ALICE}\r\n\r\n").as_bytes(),
+        )
+        .expect("request");
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf);
+        open.push(s);
+    }
+    let with_connections = rss_kib(pid);
+    drop(open);
+    let before_many = rss_kib(pid);
+    let started = Instant::now();
+    let cached = runtime.block_on(distinct_subjects(proxy_port, "many", subjects, 64));
+    let many_took = started.elapsed();
+    let with_subjects = rss_kib(pid);
+    drop(proxy);
+
+    report.push_str(&format!(
+        "\ncold start: 1000 distinct subjects, 100 at a time: {ok} answered 200 in {:.2} s; {exchanges} exchanges at the token endpoint\n",
+        cold.as_secs_f64()
+    ));
+    report.push_str(&format!(
+        "resident memory: idle {:.1} MiB; after the cold start {:.1} MiB; with 1000 open connections {:.1} MiB\n",
+        idle as f64 / 1024.0,
+        after_cold as f64 / 1024.0,
+        with_connections as f64 / 1024.0
+    ));
+    report.push_str(&format!(
+        "{subjects} more subjects ({cached} answered 200 in {:.0} s): {:.1} MiB -> {:.1} MiB, {:.0} bytes per cached subject\n",
+        many_took.as_secs_f64(),
+        before_many as f64 / 1024.0,
+        with_subjects as f64 / 1024.0,
+        (with_subjects.saturating_sub(before_many) * 1024) as f64 / subjects.max(1) as f64
+    ));
+    let out_dir = root.join("target/e2e");
+    std::fs::create_dir_all(&out_dir).expect("target/e2e");
+    std::fs::write(out_dir.join("wrk-raw.txt"), &raw).expect("raw");
+    std::fs::write(out_dir.join("report.md"), &report).expect("report");
+    println!("{report}\n(raw wrk output: target/e2e/wrk-raw.txt)");
+}
