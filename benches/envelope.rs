@@ -7,6 +7,8 @@
 #[allow(unsafe_code)]
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/create.rs"]
+mod create;
 use counting::{CURRENT, PEAK};
 
 use std::hint::black_box;
@@ -18,27 +20,7 @@ use oauth_egress::soap::validate::Mode;
 use oauth_egress::soap::wsdl::Wsdl;
 
 fn envelope(records: usize) -> Vec<u8> {
-    let mut s = String::from(concat!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" "#,
-        r#"xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:urn="urn:enterprise.soap.sforce.com" "#,
-        r#"xmlns:ens="urn:sobject.enterprise.soap.sforce.com"><soapenv:Header><urn:SessionHeader>"#,
-        r#"<urn:sessionId>alice@corp.example.com</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body><urn:create>"#
-    ));
-    for i in 0..records {
-        s.push_str(&format!(
-            concat!(
-                r#"<urn:sObjects xsi:type="ens:Account"><ens:Id xsi:nil="true"/><ens:AnnualRevenue>1250000.5</ens:AnnualRevenue>"#,
-                "<ens:BillingCity>Zürich</ens:BillingCity><ens:CreatedDate>2026-11-22T07:00:00.000Z</ens:CreatedDate>",
-                "<ens:Description>Customer {i}, imported from the ERP by the nightly batch &amp; checked.</ens:Description>",
-                "<ens:Industry>Manufacturing</ens:Industry><ens:IsDeleted>false</ens:IsDeleted><ens:Name>Acme {i} AG</ens:Name>",
-                "<ens:NumberOfEmployees>{i}</ens:NumberOfEmployees><ens:Phone>+41 44 000 00 00</ens:Phone>",
-                "<ens:Website>https://acme{i}.example.com</ens:Website></urn:sObjects>"
-            ),
-            i = i
-        ));
-    }
-    s.push_str("</urn:create></soapenv:Body></soapenv:Envelope>");
-    s.into_bytes()
+    create::create_envelope(records).into_bytes()
 }
 
 const SESSION: [&str; 3] = ["Header", "SessionHeader", "sessionId"];
