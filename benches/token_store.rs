@@ -51,7 +51,7 @@ fn main() {
             });
             store.get_or_fetch(&key, fetch).await.expect("token");
         }
-        let held = counting::CURRENT.load(Ordering::Relaxed) - before;
+        let held = (counting::CURRENT.load(Ordering::Relaxed) - before) as usize;
         println!(
             "token store: {} subjects cached, {} bytes of heap, {} bytes per subject",
             store.stats().tokens,
