@@ -369,9 +369,11 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         let must = scopes.attrs.iter().any(|a| {
                             a.ns == env_ns && a.local == "mustUnderstand" && matches!(a.value.trim(), "1" | "true")
                         });
-                        let block = QName::new(ns.unwrap_or_default(), local);
-                        if must && !wsdl.header_elements.contains(&block) {
-                            return Err(EnvelopeError::MustUnderstand(block));
+                        if must {
+                            let block = QName::new(ns.unwrap_or_default(), local);
+                            if !wsdl.header_elements.contains(&block) {
+                                return Err(EnvelopeError::MustUnderstand(block));
+                            }
                         }
                     }
                     2 if in_body => {
@@ -540,7 +542,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         }
     }
 
-    let version = version.ok_or(EnvelopeError::NotEnvelope(String::new()))?;
+    let version = version.ok_or_else(|| EnvelopeError::NotEnvelope(String::new()))?;
     if !seen_body {
         return Err(EnvelopeError::NoBody);
     }
@@ -859,6 +861,18 @@ impl<'i, 's> Scopes<'i, 's> {
     }
 }
 
+/// Bytes that continue an attribute name: all but white space, `=`, quotes and `<` (a name's
+/// characters were checked as UTF-8 with the body; the stop byte decides what is wrong).
+const NAME_BYTE: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut stops = [b' ', b'\t', b'\r', b'\n', b'=', b'"', b'\'', b'<'].as_slice();
+    while let [b, rest @ ..] = stops {
+        table[*b as usize] = false;
+        stops = rest;
+    }
+    table
+};
+
 /// The next attribute of a start tag's attribute text (what follows its name): `name="value"`
 /// or `name='value'`, with optional white space around `=`, white space before each attribute,
 /// and no `<` in a value. Returns the name, the raw value, whether the value holds a reference
@@ -880,11 +894,11 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
         return Err("attributes must be separated by white space".to_owned());
     }
     let name_start = i;
-    while i < bytes.len() && bytes[i] != b'=' && !is_space(bytes[i]) {
-        if matches!(bytes[i], b'"' | b'\'' | b'<') {
-            return Err(format!("unexpected '{}' in an attribute name", bytes[i] as char));
-        }
+    while i < bytes.len() && NAME_BYTE[bytes[i] as usize] {
         i += 1;
+    }
+    if let Some(&b @ (b'"' | b'\'' | b'<')) = bytes.get(i) {
+        return Err(format!("unexpected '{}' in an attribute name", b as char));
     }
     let name = &text[name_start..i];
     if name.is_empty() {
@@ -904,17 +918,13 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err(format!("the value of attribute '{name}' is not quoted")),
     };
-    // One scan finds the closing quote, refuses `<` and notes references: byte by byte through
-    // the usual short value, with memchr past its first 16 bytes (namespace names are long).
+    // One scan finds the closing quote, refuses `<` and notes references.
     let value_start = i + 1;
     let mut end = value_start;
     let mut reference = false;
     loop {
-        let next = if end < value_start + 16 {
-            bytes.get(end).map(|&b| (end, b))
-        } else {
-            memchr::memchr3(quote, b'<', b'&', &bytes[end..]).map(|k| (end + k, bytes[end + k]))
-        };
+        let next =
+            memchr::memchr3(quote, b'<', b'&', bytes.get(end..).unwrap_or_default()).map(|k| (end + k, bytes[end + k]));
         match next {
             None => return Err(format!("the value of attribute '{name}' is not closed")),
             Some((at, b)) if b == quote => {
@@ -963,11 +973,11 @@ struct Capture {
 }
 
 fn path_eq(path: &[String], stack: &[&str]) -> bool {
-    path.len() == stack.len() && path.iter().zip(stack).all(|(a, b)| a == b)
+    path.len() == stack.len() && path.iter().zip(stack).all(|(a, b)| short_eq(a, b))
 }
 
 fn is_prefix(stack: &[&str], path: &[String]) -> bool {
-    stack.len() <= path.len() && path.iter().zip(stack).all(|(a, b)| a == b)
+    stack.len() <= path.len() && path.iter().zip(stack).all(|(a, b)| short_eq(a, b))
 }
 
 /// The text an entity or character reference stands for (the five predefined entities without

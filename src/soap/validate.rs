@@ -122,6 +122,12 @@ enum Kind {
 
 const NO_DECL: u32 = u32::MAX;
 
+/// The place an open element's flat sequence has reached (where its next child is looked for).
+#[inline]
+fn frame_place(frame: Option<&Frame<'_>>) -> u32 {
+    frame.map_or(0, |f| f.flat.0)
+}
+
 pub struct Validator<'s, 'i> {
     schema: &'s Schema,
     mode: Mode,
@@ -153,8 +159,8 @@ impl<'s, 'i> Validator<'s, 'i> {
         Validator {
             schema,
             mode,
-            frames: Vec::with_capacity(16),
-            children: Vec::with_capacity(64),
+            frames: Vec::with_capacity(8),
+            children: Vec::with_capacity(32),
             base,
             namespaces: Vec::new(),
             root,
@@ -227,43 +233,47 @@ impl<'s, 'i> Validator<'s, 'i> {
                 let found = match &schema.types[ty] {
                     Type::Complex(ct) => match &ct.content {
                         Content::Any => None,
-                        Content::Elements { .. } => match ct.children.get(ns_id, local) {
-                            Some((id, repeatable, place)) => {
-                                if let Some(flat) = &ct.flat
-                                    && let Some(frame) = self.frames.last_mut()
-                                {
-                                    let lax = self.mode == Mode::Lax;
-                                    if let Err(rule) = flat_step(flat, &schema.elements, lax, &mut frame.flat, place) {
-                                        return Err(self.violation(rule));
-                                    }
-                                }
-                                self.children.push(Child::Elem(id));
-                                let d = &schema.elements[id];
-                                Some(Ok((d.ty, d.nillable, id as u32, repeatable)))
-                            }
-                            None => match ct.wildcards.iter().find(|w| w.allows(ns)) {
-                                Some(w) => {
-                                    let interned = intern(&mut self.namespaces, ns);
-                                    self.children.push(Child::Wild(interned));
-                                    let global = if w.process == Process::Skip {
-                                        None
-                                    } else {
-                                        schema.element(&QName::new(ns, local))
-                                    };
-                                    match (w.process, global) {
-                                        (Process::Skip, _) | (Process::Lax, None) => None,
-                                        (_, Some(id)) => {
-                                            let d = &schema.elements[id];
-                                            Some(Ok((d.ty, d.nillable, NO_DECL, false)))
+                        Content::Elements { .. } => {
+                            match ct.children.get_from(frame_place(self.frames.last()), ns_id, local) {
+                                Some((id, repeatable, place)) => {
+                                    if let Some(flat) = &ct.flat
+                                        && let Some(frame) = self.frames.last_mut()
+                                    {
+                                        let lax = self.mode == Mode::Lax;
+                                        if let Err(rule) =
+                                            flat_step(flat, &schema.elements, lax, &mut frame.flat, place)
+                                        {
+                                            return Err(self.violation(rule));
                                         }
-                                        (Process::Strict, None) => Some(Err(format!(
-                                            "element '{local}' matches a strict wildcard but no schema declares it"
-                                        ))),
                                     }
+                                    self.children.push(Child::Elem(id));
+                                    let d = &schema.elements[id];
+                                    Some(Ok((d.ty, d.nillable, id as u32, repeatable)))
                                 }
-                                None => not_allowed(format!("unexpected element '{local}'")).map(Err),
-                            },
-                        },
+                                None => match ct.wildcards.iter().find(|w| w.allows(ns)) {
+                                    Some(w) => {
+                                        let interned = intern(&mut self.namespaces, ns);
+                                        self.children.push(Child::Wild(interned));
+                                        let global = if w.process == Process::Skip {
+                                            None
+                                        } else {
+                                            schema.element(&QName::new(ns, local))
+                                        };
+                                        match (w.process, global) {
+                                            (Process::Skip, _) | (Process::Lax, None) => None,
+                                            (_, Some(id)) => {
+                                                let d = &schema.elements[id];
+                                                Some(Ok((d.ty, d.nillable, NO_DECL, false)))
+                                            }
+                                            (Process::Strict, None) => Some(Err(format!(
+                                                "element '{local}' matches a strict wildcard but no schema declares it"
+                                            ))),
+                                        }
+                                    }
+                                    None => not_allowed(format!("unexpected element '{local}'")).map(Err),
+                                },
+                            }
+                        }
                         Content::Empty | Content::Text(_) => not_allowed(format!(
                             "element '{local}' is not allowed: {} has no child elements",
                             schema.type_name(ty)
