@@ -36,7 +36,9 @@ pub struct Schema {
     pub types: Vec<Type>,
     pub elements: Vec<ElementDecl>,
     global_elements: rustc_hash::FxHashMap<QName, ElemId>,
-    named_types: rustc_hash::FxHashMap<QName, TypeId>,
+    /// hashbrown: looked up by borrowed names (`xsi:type` values in requests) without building
+    /// a `QName`.
+    named_types: hashbrown::HashMap<QName, TypeId, rustc_hash::FxBuildHasher>,
     /// Per type: its text is a string without facets, so there is nothing to check in it.
     free_text: Vec<bool>,
     /// Every namespace a content model names, numbered: a request maps each namespace it
@@ -383,7 +385,12 @@ impl Schema {
     }
 
     pub fn named_type(&self, name: &QName) -> Option<TypeId> {
-        self.named_types.get(name).copied().or_else(|| builtin_id(name))
+        self.named_type_in(&name.ns, &name.local)
+    }
+
+    /// As `named_type`, for a name given as its parts.
+    pub fn named_type_in(&self, ns: &str, local: &str) -> Option<TypeId> {
+        self.named_types.get(&NameRef(ns, local)).copied().or_else(|| builtin_id(ns, local))
     }
 
     /// Whether `ty` is `base` or derived from it (for `xsi:type`).
@@ -481,14 +488,31 @@ impl Schema {
 }
 
 /// The id of a built-in type named `name`: pre-allocated in `BUILTIN_NAMES` order from `ANY_SIMPLE` on.
-fn builtin_id(name: &QName) -> Option<TypeId> {
-    if name.ns != XSD_NS && name.ns != SOAP_ENC_NS {
+/// A qualified name as borrowed parts, hashed and compared as the `QName` it equals.
+struct NameRef<'a>(&'a str, &'a str);
+
+impl std::hash::Hash for NameRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `QName`'s derived hash: its fields in order.
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<QName> for NameRef<'_> {
+    fn equivalent(&self, key: &QName) -> bool {
+        key.ns == self.0 && key.local == self.1
+    }
+}
+
+fn builtin_id(ns: &str, local: &str) -> Option<TypeId> {
+    if ns != XSD_NS && ns != SOAP_ENC_NS {
         return None;
     }
-    match name.local.as_str() {
+    match local {
         "anyType" => Some(ANY_TYPE),
         // SOAP-encoding's compound types: their encoded content is not checked.
-        "Array" | "Struct" if name.ns == SOAP_ENC_NS => Some(ANY_TYPE),
+        "Array" | "Struct" if ns == SOAP_ENC_NS => Some(ANY_TYPE),
         local => BUILTIN_NAMES.iter().position(|n| *n == local).map(|i| i + ANY_SIMPLE),
     }
 }

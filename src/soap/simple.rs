@@ -131,8 +131,14 @@ impl fmt::Display for Builtin {
 }
 
 /// XML's whitespace (space, tab, CR, LF) removed from both ends: byte-wise, as it is all ASCII.
+#[inline]
 pub fn trim_xml(v: &str) -> &str {
-    v.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = v.as_bytes();
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    // Both ends lie next to ASCII bytes, so on character boundaries.
+    v.get(start..end).unwrap_or_default()
 }
 
 /// Whether `v` is only XML whitespace.
@@ -151,9 +157,12 @@ fn parse_integer(v: &str) -> Option<i128> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let v = v.strip_prefix('+').unwrap_or(v);
-    // Most values fit an i64, whose parse is several times cheaper.
-    if digits.len() <= 18 { v.parse::<i64>().ok().map(i128::from) } else { v.parse().ok() }
+    if digits.len() > 18 {
+        return v.strip_prefix('+').unwrap_or(v).parse().ok();
+    }
+    // Up to 18 digits fit an i64: summed here, the digits being checked already.
+    let n = digits.bytes().fold(0i64, |n, b| n * 10 + i64::from(b - b'0'));
+    Some(i128::from(if v.starts_with('-') { -n } else { n }))
 }
 
 fn is_decimal(v: &str) -> bool {

@@ -137,9 +137,6 @@ pub struct Validator<'s, 'i> {
     base: &'static str,
     namespaces: Vec<String>,
     root: Root,
-    /// The last `xsi:type` resolved, (namespace, local name, type): records of one batch name
-    /// the same type, so each is looked up once.
-    last_xsi_type: Option<(String, String, TypeId)>,
 }
 
 /// What the operation element is checked as.
@@ -164,7 +161,6 @@ impl<'s, 'i> Validator<'s, 'i> {
             base,
             namespaces: Vec::new(),
             root,
-            last_xsi_type: None,
         }
     }
 
@@ -334,15 +330,7 @@ impl<'s, 'i> Validator<'s, 'i> {
     fn xsi_type(&mut self, value: &str, resolve: Resolve<'_>) -> Option<TypeId> {
         let (prefix, local) = value.split_once(':').unwrap_or(("", value));
         let ns = resolve(prefix)?;
-        if let Some((n, l, ty)) = &self.last_xsi_type
-            && n == ns
-            && l == local
-        {
-            return Some(*ty);
-        }
-        let ty = self.schema.named_type(&QName::new(ns, local))?;
-        self.last_xsi_type = Some((ns.to_owned(), local.to_owned(), ty));
-        Some(ty)
+        self.schema.named_type_in(ns, local)
     }
 
     fn skip(&mut self, local: &'i str) -> Result<(), Violation> {
