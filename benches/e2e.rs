@@ -10,7 +10,8 @@
 //! resident memory idle, with 1,000 open connections, and with many cached subjects.
 //!
 //! Knobs (environment): E2E_SECONDS (10), E2E_ROUNDS (3), E2E_CONNECTIONS (50),
-//! E2E_SUBJECTS (100000).
+//! E2E_SUBJECTS (100000); E2E_SERVE=N starts the pieces (1 worker each), prints their addresses
+//! and wrk commands, and holds them for N seconds without driving them (for profiling).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -336,6 +337,25 @@ fn main() {
         ("SOAP 2 KB query (validated, rewritten)", "/services/Soap/u/58.0", &soap2k),
         ("SOAP 200 KB create (validated, rewritten)", "/services/Soap/c/40.0", &soap200k),
     ];
+    if let Some(hold) = std::env::var("E2E_SERVE").ok().and_then(|v| v.parse::<u64>().ok()) {
+        // For profiling: the pieces running, their addresses printed, nothing driven.
+        let proxy_port = free_port();
+        let nginx_port = free_port();
+        let (_proxy, pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, 1));
+        let _nginx = nginx(dir.path(), "proxy1", &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, 1));
+        wait_listening(nginx_port);
+        println!(
+            "oauth-egress pid {pid} on 127.0.0.1:{proxy_port}; nginx proxy on {nginx_port}; upstream on {upstream_port}"
+        );
+        for (name, path, script) in &cases {
+            println!(
+                "  {name}: wrk -t1 -c{connections} -d{seconds}s -s {} http://127.0.0.1:PORT{path}",
+                script.display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(hold));
+        return;
+    }
     let mut raw = String::new();
     let mut report = String::new();
     report.push_str(&format!(

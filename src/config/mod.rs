@@ -80,6 +80,8 @@ pub struct Config {
     pub subjects: SubjectMap,
     /// CA certificates trusted besides the system's, for token endpoints and upstreams.
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// The same certificates as DER, for the upstream client.
+    pub extra_roots_der: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub limits: Limits,
     pub policy: crate::policy::Policy,
     /// TLS for the proxy's own listener, with client certificates when a client CA is set.
@@ -457,16 +459,22 @@ pub fn is_loopback(url: &Url) -> bool {
 /// The I/O step: keys, WSDLs, clients.
 fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>) -> Option<Config> {
     let mut extra_roots = Vec::new();
+    let mut extra_roots_der = Vec::new();
     for file in &raw.tls.ca_files {
         let path = base.join(file.get_ref());
-        let loaded = std::fs::read(&path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|pem| {
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("not PEM certificates: {e}"))
-            })
-            .and_then(|certs| if certs.is_empty() { Err("holds no certificate".to_owned()) } else { Ok(certs) });
+        let loaded = std::fs::read(&path).map_err(|e| format!("cannot read: {e}")).and_then(|pem| {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("not PEM certificates: {e}"))?;
+            let der = <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("not PEM certificates: {e}"))?;
+            if certs.is_empty() || der.is_empty() { Err("holds no certificate".to_owned()) } else { Ok((certs, der)) }
+        });
         match loaded {
-            Ok(certs) => extra_roots.extend(certs),
+            Ok((certs, der)) => {
+                extra_roots.extend(certs);
+                extra_roots_der.extend(der);
+            }
             Err(e) => errors.at(file.span(), format!("ca_files {}: {e}", path.display())),
         }
     }
@@ -644,6 +652,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         routes,
         subjects,
         extra_roots,
+        extra_roots_der,
         policy: build_policy(&raw.callers, &raw.server.api_key_header),
         tls: listener_tls(&raw.server, base, errors),
         bearer,

@@ -1,13 +1,20 @@
-//! Forwarding to the SaaS: the upstream URL, the headers that may cross, and the response streamed
-//! back unchanged. One pooled HTTP client (rustls) serves every route.
+//! Forwarding to the SaaS: the upstream URI, the headers that may cross, and the response streamed
+//! back unchanged. One pooled HTTP/1.1 client (hyper with rustls) serves every route.
+//!
+//! hyper's own client rather than reqwest: per request, reqwest parses the URL again (IDNA
+//! included), clones its connector and wraps the call in redirect and timeout layers, which
+//! together cost as much as the rest of a cached REST call (profiled under wrk, BENCHMARKS.md).
+//! The token endpoint keeps reqwest: it is called once per token, not per request.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
-use http::{HeaderMap, HeaderName, Method, Response, header};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http::{HeaderMap, HeaderName, Method, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use super::ProxyBody;
@@ -27,27 +34,53 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// `extra_roots`: CA certificates trusted besides the system's.
-pub fn client(connect_timeout: Duration, extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .tls_certs_merge(extra_roots.iter().cloned())
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
+/// The pooled client every route forwards with.
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
+/// them: rustls-platform-verifier, as the token client does).
+pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Result<UpstreamClient, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
+            .map_err(|e| format!("TLS roots: {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build()
-        .map_err(|e| e.to_string())
+        .build(https))
 }
 
 /// `base` with the request's path appended (after any path the base has) and its query.
-pub fn upstream_url(base: &Url, path: &str, query: Option<&str>) -> Result<Url, UpstreamError> {
-    let mut url = base.clone();
-    let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
-    url.set_path(&joined);
-    url.set_query(query);
-    if url.cannot_be_a_base() {
+pub fn upstream_uri(base: &Url, path: &str, query: Option<&str>) -> Result<Uri, UpstreamError> {
+    if base.cannot_be_a_base() {
         return Err(UpstreamError::BadUrl(base.to_string()));
     }
-    Ok(url)
+    // The base as written up to its path (scheme, authority, path; no query or fragment).
+    let head = &base[..url::Position::AfterPath];
+    let head = head.strip_suffix('/').unwrap_or(head);
+    let mut uri = String::with_capacity(head.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    uri.push_str(head);
+    uri.push_str(path);
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    Uri::try_from(uri).map_err(|_| UpstreamError::BadUrl(base.to_string()))
 }
 
 /// The token endpoint chose this instance; still, no token goes over plain http off the machine.
@@ -93,39 +126,48 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Sends the request and streams the answer back. Waits at most `timeout` for response headers.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &UpstreamClient,
     method: Method,
-    url: Url,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
-    let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
-    let request = client.request(method, url).headers(headers).body(body);
-    let upstream = match tokio::time::timeout(timeout, request.send()).await {
+    let shown = || {
+        format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.authority().map_or("", |a| a.as_str()), uri.path())
+    };
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers;
+    let upstream = match tokio::time::timeout(timeout, client.request(request)).await {
         Err(_) => {
-            return Err(UpstreamError::Timeout { url: shown, seconds: timeout.as_secs() });
+            return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
         }
         Ok(Err(e)) => {
-            let reason = match std::error::Error::source(&e) {
-                Some(s) => format!("{s}"),
-                None => e.to_string(),
-            };
-            return Err(UpstreamError::Unreachable { url: shown, reason });
+            // The connector's error says why (refused, TLS, timeout); the client's own only "client error".
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason = s.to_string();
+                source = s.source();
+            }
+            return Err(UpstreamError::Unreachable { url: shown(), reason });
         }
         Ok(Ok(r)) => r,
     };
-    let mut response = Response::builder().status(upstream.status()).version(http::Version::HTTP_11);
-    let named_in_connection = connection_tokens(upstream.headers());
+    let (parts, incoming) = upstream.into_parts();
+    let mut response = Response::builder().status(parts.status).version(http::Version::HTTP_11);
+    let named_in_connection = connection_tokens(&parts.headers);
     if let Some(headers) = response.headers_mut() {
-        for (name, value) in upstream.headers() {
-            if !HOP_BY_HOP.contains(name) && !named_in_connection.contains(name) {
-                headers.append(name.clone(), value.clone());
+        for (name, value) in parts.headers {
+            let Some(name) = name else { continue };
+            if !HOP_BY_HOP.contains(&name) && !named_in_connection.contains(&name) {
+                headers.append(name, value);
             }
         }
     }
-    let stream = upstream.bytes_stream().map_ok(Frame::data).map_err(|e| -> super::BoxError { Box::new(e) });
-    let body = StreamBody::new(stream).boxed();
+    let body = incoming.map_err(|e| -> super::BoxError { Box::new(e) }).boxed();
     response.body(body).map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
@@ -136,10 +178,15 @@ mod tests {
     #[test]
     fn url_keeps_path_and_query() {
         let base = Url::parse("https://na1.example.com").expect("url");
-        let u = upstream_url(&base, "/services/data/v58.0/query", Some("q=SELECT+Id")).expect("url");
-        assert_eq!(u.as_str(), "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id");
+        let u = upstream_uri(&base, "/services/data/v58.0/query", Some("q=SELECT+Id")).expect("url");
+        assert_eq!(u.to_string(), "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id");
         let based = Url::parse("https://h.example.com/base/").expect("url");
-        assert_eq!(upstream_url(&based, "/x", None).expect("url").as_str(), "https://h.example.com/base/x");
+        assert_eq!(upstream_uri(&based, "/x", None).expect("url").to_string(), "https://h.example.com/base/x");
+        let port = Url::parse("http://127.0.0.1:8080/api?ignored#frag").expect("url");
+        assert_eq!(
+            upstream_uri(&port, "/v1/x", Some("a=1")).expect("url").to_string(),
+            "http://127.0.0.1:8080/api/v1/x?a=1"
+        );
     }
 
     #[test]
