@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod loopback;
+pub mod memory;
 pub mod metrics;
 pub mod offline;
 pub mod policy;

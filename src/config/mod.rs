@@ -154,7 +154,10 @@ impl Config {
             }])
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Config::from_toml(&text, path, &base)
+        let config = Config::from_toml(&text, path, &base);
+        // The WSDLs' element trees are freed by now: give their pages back.
+        crate::memory::release_free_pages();
+        config
     }
 
     /// Builds a config from TOML text; `file` names it in errors, relative paths start at `base`.
