@@ -80,10 +80,17 @@ fn main() -> ExitCode {
             }
         }
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = loaded.as_ref().map(|c| c.workers).filter(|w| *w > 0) {
-        builder.worker_threads(workers);
-    }
+    // One worker: tokio's single-threaded scheduler, which wakes tasks without the atomics and
+    // queues work-stealing needs. More: the multi-threaded one with that many threads.
+    let mut builder = match loaded.as_ref().map(|c| c.workers).filter(|w| *w > 0) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -101,7 +101,9 @@ async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
     .unwrap();
     let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
     let config = dir.path().join("oauth-egress.toml");
-    let base = format!("{}\n[log]\nformat = \"json\"\n", default_config(&peers));
+    // One worker: the single-threaded runtime serves, reloads and logs as the threaded one does.
+    let one_worker = default_config(&peers).replacen("[server]\n", "[server]\nworkers = 1\n", 1);
+    let base = format!("{one_worker}\n[log]\nformat = \"json\"\n");
     std::fs::write(&config, &base).unwrap();
     let notify_path = dir.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
