@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use oauth_egress::clock::Clock;
-use oauth_egress::secret::Secret;
+use oauth_egress::secret::{AccessToken, Secret};
 use oauth_egress::token::store::{Fetch, MemoryStore, TokenStore};
 use oauth_egress::token::{Token, TokenKey};
 
@@ -38,7 +38,8 @@ fn main() {
                 async move {
                     let now = clock.now();
                     Ok(Token {
-                        access_token: Secret::new(format!("00D5g000004ABCD!AQ0AQ{i:0>90}")),
+                        access_token: AccessToken::new(&Secret::new(format!("00D5g000004ABCD!AQ0AQ{i:0>90}")))
+                            .expect("header value"),
                         token_type: "Bearer".into(),
                         instance_url: Some(url::Url::parse("https://corp.my.salesforce.com").expect("url")),
                         scope: Some("api".into()),

@@ -2,6 +2,7 @@
 //! that becomes. An empty or unmapped requester never yields a subject (fail closed).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest requester accepted; longer is refused as malformed rather than looked up.
 pub const MAX_REQUESTER_LEN: usize = 256;
@@ -18,7 +19,7 @@ pub enum Unmapped {
 #[derive(Clone, Debug)]
 pub struct SubjectMap {
     /// Lower-cased requester → subject.
-    table: HashMap<String, String>,
+    table: HashMap<String, Arc<str>>,
     template: Option<Template>,
     unmapped: Unmapped,
 }
@@ -41,12 +42,16 @@ impl SubjectMap {
         template: Option<Template>,
         unmapped: Unmapped,
     ) -> Self {
-        SubjectMap { table: table.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(), template, unmapped }
+        SubjectMap {
+            table: table.into_iter().map(|(k, v)| (k.to_lowercase(), Arc::from(v))).collect(),
+            template,
+            unmapped,
+        }
     }
 
     /// The subject for a requester: the table first (case-insensitive), then the template, then
     /// the requester itself if `unmapped = "as-is"`.
-    pub fn subject_for(&self, requester: &str) -> Result<String, MappingError> {
+    pub fn subject_for(&self, requester: &str) -> Result<Arc<str>, MappingError> {
         let requester = requester.trim();
         if requester.is_empty() {
             return Err(MappingError::Empty);
@@ -57,14 +62,21 @@ impl SubjectMap {
         if requester.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(MappingError::BadCharacters);
         }
-        if let Some(subject) = self.table.get(&requester.to_lowercase()) {
-            return Ok(subject.clone());
+        if !self.table.is_empty() {
+            let lower = if requester.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                std::borrow::Cow::Owned(requester.to_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(requester)
+            };
+            if let Some(subject) = self.table.get(lower.as_ref()) {
+                return Ok(Arc::clone(subject));
+            }
         }
         if let Some(subject) = self.template.as_ref().and_then(|t| t.apply(requester)) {
-            return Ok(subject);
+            return Ok(subject.into());
         }
         match self.unmapped {
-            Unmapped::AsIs => Ok(requester.to_owned()),
+            Unmapped::AsIs => Ok(requester.into()),
             Unmapped::Reject => Err(MappingError::Unmapped(requester.to_owned())),
         }
     }

@@ -63,7 +63,7 @@ pub fn validate(wsdl: &Wsdl, body: &[u8], mode: Mode, action: Option<&str>, limi
     let body = converted.as_deref().unwrap_or(body);
     let plan = Plan { requester: None, session: &session, mode, limits, action };
     match envelope::scan(body, &plan, wsdl) {
-        Ok(scan) => Verdict::Valid(wsdl.operations[scan.operation].name.clone()),
+        Ok(scan) => Verdict::Valid(wsdl.operations[scan.operation].name.to_string()),
         Err(e) => fault(e, body),
     }
 }

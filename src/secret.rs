@@ -32,6 +32,40 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// An access token, held as the `Authorization` value that carries it (`Bearer <token>`, marked
+/// sensitive): sending it costs a reference count, and the token is stored once. `Debug` prints
+/// only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(http::HeaderValue);
+
+const BEARER: &str = "Bearer ";
+
+impl AccessToken {
+    /// `None` when the token cannot travel in a header (control characters, non-ASCII).
+    pub fn new(token: &Secret) -> Option<AccessToken> {
+        let mut value = http::HeaderValue::try_from(format!("{BEARER}{}", token.expose())).ok()?;
+        value.to_str().ok()?;
+        value.set_sensitive(true);
+        Some(AccessToken(value))
+    }
+
+    /// The token itself. Call only where it is sent on the wire.
+    pub fn expose(&self) -> &str {
+        self.0.to_str().ok().and_then(|v| v.get(BEARER.len()..)).unwrap_or_default()
+    }
+
+    /// `Bearer <token>`, for the `Authorization` header.
+    pub fn authorization(&self) -> http::HeaderValue {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessToken(<{} chars redacted>)", self.expose().len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +76,11 @@ mod tests {
         let shown = format!("{s:?} {:?}", Some(&s));
         assert!(!shown.contains("FakeTokenValue"), "{shown}");
         assert!(!s.redacted().contains("FakeTokenValue"));
+        let a = AccessToken::new(&s).expect("header value");
+        assert_eq!(a.expose(), s.expose());
+        assert_eq!(a.authorization().to_str().ok(), Some("Bearer 00Dxx0000001gPL!AQ4AQFakeTokenValue"));
+        let shown = format!("{a:?} {:?}", a.authorization());
+        assert!(!shown.contains("FakeTokenValue"), "{shown}");
+        assert!(AccessToken::new(&Secret::new("bad\ntoken")).is_none());
     }
 }

@@ -113,7 +113,7 @@ impl fmt::Debug for ListenerTls {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     /// Path prefix, matched at a `/` boundary.
     pub path: String,
     pub provider: Arc<Provider>,
@@ -633,7 +633,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         };
         if let (Some(provider), Some(upstream), Some(protocol)) = (provider, upstream, protocol) {
             routes.push(Route {
-                name: r.name.get_ref().clone(),
+                name: r.name.get_ref().as_str().into(),
                 path: r.path.get_ref().clone(),
                 provider,
                 upstream,

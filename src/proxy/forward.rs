@@ -95,17 +95,16 @@ pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
 /// The request headers to send upstream: the caller's, less hop-by-hop ones, `Host` and
 /// `Content-Length` (the client sets both), any credential the caller sent, and `strip` (the
 /// requester header, the caller's API key header).
-pub fn request_headers(incoming: &HeaderMap, strip: &[&HeaderName]) -> HeaderMap {
-    let named_in_connection = connection_tokens(incoming);
+pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
         if HOP_BY_HOP.contains(name)
-            || named_in_connection.contains(name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::AUTHORIZATION
             || name == header::COOKIE
-            || strip.contains(&name)
+            || strip.contains(&Some(name))
+            || named_in_connection(incoming, name)
         {
             continue;
         }
@@ -114,14 +113,14 @@ pub fn request_headers(incoming: &HeaderMap, strip: &[&HeaderName]) -> HeaderMap
     out
 }
 
-fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
+/// Whether `Connection` names `name` (RFC 9110 section 7.6.1), compared without building names.
+fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect()
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Sends the request and streams the answer back. Waits at most `timeout` for response headers.
@@ -158,14 +157,22 @@ pub async fn send(
     };
     let (parts, incoming) = upstream.into_parts();
     let mut response = Response::builder().status(parts.status).version(http::Version::HTTP_11);
-    let named_in_connection = connection_tokens(&parts.headers);
     if let Some(headers) = response.headers_mut() {
-        for (name, value) in parts.headers {
-            let Some(name) = name else { continue };
-            if !HOP_BY_HOP.contains(&name) && !named_in_connection.contains(&name) {
-                headers.append(name, value);
-            }
+        // The upstream's headers, less those of its connection to us.
+        let mut kept = parts.headers;
+        let named: Vec<HeaderName> = kept
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named.iter().chain(&HOP_BY_HOP) {
+            kept.remove(name);
         }
+        *headers = kept;
     }
     let body = incoming.map_err(|e| -> super::BoxError { Box::new(e) }).boxed();
     response.body(body).map_err(|e| UpstreamError::BadUrl(e.to_string()))
@@ -198,7 +205,8 @@ mod tests {
         h.insert("x-requester", "a@b".parse().expect("v"));
         h.insert("soapaction", "\"\"".parse().expect("v"));
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().expect("v"));
-        let out = request_headers(&h, &[&HeaderName::from_static("x-requester")]);
+        let requester = HeaderName::from_static("x-requester");
+        let out = request_headers(&h, &[Some(&requester), None]);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out.contains_key("soapaction"));
     }

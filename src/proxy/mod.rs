@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::clock::Clock;
@@ -155,7 +155,7 @@ impl App {
         B::Error: Into<BoxError>,
     {
         let generation = self.current.load_full();
-        let request_id = request_id(request.headers());
+        let request_id = RequestId::for_request(request.headers());
         // Every log line of the request, wherever in the pipeline, carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
         generation.handle(request, request_id).instrument(span).await
@@ -193,12 +193,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 /// What the phases learn about one request.
 struct RequestCtx<'a> {
     route: &'a Route,
-    request_id: String,
+    request_id: RequestId,
     /// Set on SOAP routes: the version faults are written in.
     soap: Option<SoapVersion>,
-    subject: Option<String>,
+    subject: Option<Arc<str>>,
     caller: Option<String>,
-    operation: Option<String>,
+    operation: Option<Arc<str>>,
 }
 
 impl Generation {
@@ -208,19 +208,20 @@ impl Generation {
         Ok(Generation { config: Arc::new(config), limits, store, upstream, clock })
     }
 
-    async fn handle<B>(&self, request: Request<B>, request_id: String) -> Response<ProxyBody>
+    async fn handle<B>(&self, request: Request<B>, request_id: RequestId) -> Response<ProxyBody>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let Some(route) = self.route_for(&path) else {
-            let err = ProxyError::NoRoute(path.clone());
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let Some(route) = self.route_for(path) else {
+            let err = ProxyError::NoRoute(path.to_owned());
             tracing::info!(%method, %path, status = 404, "No route for request.");
-            record("", None, 404, started);
-            return respond::error_response(&err, None, &request_id);
+            record(&NO_ROUTE, None, 404, started);
+            return respond::error_response(&err, None, request_id.as_str());
         };
         let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
         if let Protocol::Soap { .. } = route.protocol {
@@ -230,9 +231,7 @@ impl Generation {
         let result = self.run(&mut ctx, request).await;
         let response = match result {
             Ok(mut response) => {
-                if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
-                    response.headers_mut().insert("x-request-id", id);
-                }
+                response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
                 response
             }
             Err(err) => {
@@ -248,10 +247,10 @@ impl Generation {
                         .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
                         .inc();
                 }
-                respond::error_response(&err, ctx.soap, &ctx.request_id)
+                respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
             }
         };
-        record(&route.name, ctx.operation.as_deref(), response.status().as_u16(), started);
+        record(&route.name, ctx.operation.as_ref(), response.status().as_u16(), started);
         tracing::info!(
             route = %route.name,
             %method,
@@ -363,21 +362,19 @@ impl Generation {
                         let text = scan.requester.ok_or_else(|| {
                             ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
                         })?;
-                        (text, None)
+                        (std::borrow::Cow::Owned(text), None)
                     }
-                    Requester::Header(name) => (header_text(&parts.headers, name)?, Some(name)),
+                    Requester::Header(name) => {
+                        (std::borrow::Cow::Borrowed(header_text(&parts.headers, name)?), Some(name))
+                    }
                 };
-                let mut stripped: Vec<&http::HeaderName> = strip.into_iter().collect();
-                stripped.extend(self.config.policy.api_key_header.as_ref());
-                let headers = with_request_id(forward::request_headers(&parts.headers, &stripped), &ctx.request_id);
-                (requester_text, Inject::Soap { body, slot, session, headers })
+                let strip = [strip, self.config.policy.api_key_header.as_ref()];
+                (requester_text, Inject::Soap { body, slot, session, strip })
             }
             Protocol::Rest { requester_header } => {
-                let requester_text = header_text(&parts.headers, requester_header)?;
-                let mut stripped = vec![requester_header];
-                stripped.extend(self.config.policy.api_key_header.as_ref());
-                let headers = with_request_id(forward::request_headers(&parts.headers, &stripped), &ctx.request_id);
-                (requester_text, Inject::Rest { body, headers })
+                let requester_text = std::borrow::Cow::Borrowed(header_text(&parts.headers, requester_header)?);
+                let strip = [Some(requester_header), self.config.policy.api_key_header.as_ref()];
+                (requester_text, Inject::Rest { body, strip })
             }
         };
         let subject = self.config.subjects.subject_for(&requester_text)?;
@@ -402,7 +399,7 @@ impl Generation {
         let mut token = self.get_token(provider, &key).await?;
         let mut replayed = false;
         loop {
-            let (headers, body) = inject.with(&token, &subject)?;
+            let (headers, body) = inject.with(&token, &parts.headers, &ctx.request_id);
             let uri = self.upstream_uri(route, &token, &parts.uri)?;
             let response =
                 forward::send(&self.upstream, parts.method.clone(), uri, headers, body, self.config.upstream_timeout)
@@ -435,6 +432,9 @@ impl Generation {
         provider: &Arc<crate::token::provider::Provider>,
         key: &TokenKey,
     ) -> Result<Arc<Token>, ProxyError> {
+        if let Some(token) = self.store.fresh(key) {
+            return Ok(token);
+        }
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
         let fetch_subject = key.subject.clone();
@@ -473,51 +473,42 @@ where
     }
 }
 
-fn header_text(headers: &HeaderMap, name: &http::HeaderName) -> Result<String, ProxyError> {
+fn header_text<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Result<&'h str, ProxyError> {
     let mut values = headers.get_all(name).iter();
     let value = values.next().ok_or_else(|| ProxyError::MissingRequester(format!("header {name} is absent")))?;
     if values.next().is_some() {
         return Err(ProxyError::MissingRequester(format!("header {name} appears more than once")));
     }
-    value
-        .to_str()
-        .map(str::to_owned)
-        .map_err(|_| ProxyError::MissingRequester(format!("header {name} is not visible ASCII")))
+    value.to_str().map_err(|_| ProxyError::MissingRequester(format!("header {name} is not visible ASCII")))
 }
 
 /// What a token is stored under for this provider and subject.
-fn token_key(provider: &crate::token::provider::Provider, subject: &str) -> TokenKey {
-    TokenKey { provider: provider.identity.clone(), subject: subject.into(), scope: provider.scope.clone() }
+fn token_key(provider: &crate::token::provider::Provider, subject: &Arc<str>) -> TokenKey {
+    TokenKey { provider: provider.identity.clone(), subject: Arc::clone(subject), scope: provider.scope.clone() }
 }
 
-/// How the token goes into the request, per protocol: what a replay needs to do it again.
+/// How the token goes into the request, per protocol: what a replay needs to do it again. The
+/// forwarded headers are made from the caller's for each send (a replay sends them again).
 enum Inject<'r> {
-    Soap { body: Bytes, slot: envelope::Slot, session: &'r [String], headers: HeaderMap },
-    Rest { body: Bytes, headers: HeaderMap },
+    Soap { body: Bytes, slot: envelope::Slot, session: &'r [String], strip: [Option<&'r HeaderName>; 2] },
+    Rest { body: Bytes, strip: [Option<&'r HeaderName>; 2] },
 }
 
 impl Inject<'_> {
-    /// The headers and body to send with `token`.
-    fn with(&self, token: &Token, subject: &str) -> Result<(HeaderMap, Bytes), ProxyError> {
+    /// The headers and body to send with `token`: the caller's headers less those that must not
+    /// cross, with the request's id.
+    fn with(&self, token: &Token, incoming: &HeaderMap, request_id: &RequestId) -> (HeaderMap, Bytes) {
+        let (Inject::Soap { strip, .. } | Inject::Rest { strip, .. }) = self;
+        let mut headers = forward::request_headers(incoming, strip);
+        headers.insert(X_REQUEST_ID, request_id.header());
         match self {
-            Inject::Soap { body, slot, session, headers } => {
+            Inject::Soap { body, slot, session, .. } => {
                 let rewritten = envelope::rewrite(body, slot, session, token.access_token.expose());
-                Ok((headers.clone(), Bytes::from(rewritten)))
+                (headers, Bytes::from(rewritten))
             }
-            Inject::Rest { body, headers } => {
-                let mut bearer =
-                    HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose())).map_err(|_| {
-                        ProxyError::Token {
-                            subject: subject.to_owned(),
-                            source: crate::token::TokenError::BadResponse(
-                                "access_token is not a valid header value".into(),
-                            ),
-                        }
-                    })?;
-                bearer.set_sensitive(true);
-                let mut headers = headers.clone();
-                headers.insert(header::AUTHORIZATION, bearer);
-                Ok((headers, body.clone()))
+            Inject::Rest { body, .. } => {
+                headers.insert(header::AUTHORIZATION, token.access_token.authorization());
+                (headers, body.clone())
             }
         }
     }
@@ -554,45 +545,65 @@ fn set_charset_utf8(headers: &mut HeaderMap) {
     }
 }
 
+/// The route label of requests no route matched.
+static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+
 /// Counts an answered request and its latency.
-fn record(route: &str, operation: Option<&str>, status: u16, started: Instant) {
+fn record(route: &Arc<str>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
     let metrics = &crate::metrics::METRICS;
     let labels = crate::metrics::RequestLabels {
-        route: route.to_owned(),
-        operation: operation.unwrap_or("").to_owned(),
+        route: Arc::clone(route),
+        operation: operation.map_or_else(|| Arc::clone(&NO_ROUTE), Arc::clone),
         status,
     };
     metrics.requests.get_or_create(&labels).inc();
     metrics
         .request_seconds
-        .get_or_create(&crate::metrics::RouteLabels { route: route.to_owned() })
+        .get_or_create(&crate::metrics::RouteLabels { route: Arc::clone(route) })
         .observe(started.elapsed().as_secs_f64());
 }
 
-/// The forwarded headers, with the request's id (the caller's, or the one made for it) so the
-/// upstream's logs can be joined with ours.
-fn with_request_id(mut headers: HeaderMap, id: &str) -> HeaderMap {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        headers.insert("x-request-id", v);
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request's id: the caller's `X-Request-Id` when it is short and printable, or a new one.
+/// Kept as the header value it travels as (upstream, and back in the answer).
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn for_request(headers: &HeaderMap) -> RequestId {
+        headers
+            .get(X_REQUEST_ID)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+            .map_or_else(RequestId::new, |v| RequestId(v.clone()))
     }
-    headers
+
+    /// A new id, 32 hex digits: a random number drawn once per process, then a counter. Unique
+    /// without a system call per request (a random UUID per request cost a `getrandom`).
+    fn new() -> RequestId {
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        let id = (u128::from(prefix) << 64) | u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut hex = [0u8; 32];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId(HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&hex)).unwrap_or(HeaderValue::from_static("-")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets in (checked above, or hex digits).
+        self.0.to_str().unwrap_or("-")
+    }
+
+    fn header(&self) -> HeaderValue {
+        self.0.clone()
+    }
 }
 
-/// The caller's `X-Request-Id` when it is short and printable, or a new one.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(new_request_id)
-}
-
-/// A new request id, 32 hex digits: a random number drawn once per process, then a counter.
-/// Unique without a system call per request (a random UUID per request cost a `getrandom`).
-fn new_request_id() -> String {
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

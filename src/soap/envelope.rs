@@ -1160,7 +1160,7 @@ mod tests {
         let (scan, out) = run(body, Some(SID), SID, wsdl("partner")).expect("ok");
         assert_eq!(scan.requester.as_deref(), Some(" a@b.c "));
         assert_eq!(scan.version, SoapVersion::V11);
-        assert_eq!(wsdl("partner").operations[scan.operation].name, "query");
+        assert_eq!(wsdl("partner").operations[scan.operation].name.as_ref(), "query");
         assert_eq!(out, body.replace(" a@b.c ", "T&amp;K"));
     }
 

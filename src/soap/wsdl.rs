@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::schema::{self, ElemId, Schema, SchemaDoc, TypeId, XSD_NS};
 use super::tree::{Node, parse_file};
@@ -50,7 +51,7 @@ pub enum Input {
 /// One operation of one SOAP binding.
 #[derive(Clone, Debug)]
 pub struct Operation {
-    pub name: String,
+    pub name: Arc<str>,
     pub binding: String,
     pub version: SoapVersion,
     pub style: Style,
@@ -125,7 +126,7 @@ impl Wsdl {
             other = Some(op);
         }
         match other {
-            Some(op) => Err(OperationMismatch::WrongVersion { operation: op.name.clone(), bound: op.version }),
+            Some(op) => Err(OperationMismatch::WrongVersion { operation: op.name.to_string(), bound: op.version }),
             None => Err(OperationMismatch::Unknown),
         }
     }
@@ -497,7 +498,7 @@ impl Definitions {
                     },
                 };
                 operations.push(Operation {
-                    name: op.name.clone(),
+                    name: op.name.as_str().into(),
                     binding: binding.name.clone(),
                     version: binding.version,
                     style,

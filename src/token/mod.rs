@@ -12,7 +12,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::secret::Secret;
+use crate::secret::AccessToken;
 
 /// What a token is stored under. Built only from a mapped, non-empty subject.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -26,7 +26,7 @@ pub struct TokenKey {
 /// An access token and what the token endpoint said with it.
 #[derive(Debug)]
 pub struct Token {
-    pub access_token: Secret,
+    pub access_token: AccessToken,
     pub token_type: String,
     /// Salesforce: the org's instance, where API calls for this user go.
     pub instance_url: Option<url::Url>,

@@ -11,6 +11,7 @@ use super::client::TokenClient;
 use super::resilience::{self, Admit, Breaker, Policy, Refusals};
 use super::{Token, TokenError};
 use crate::clock::Clock;
+use crate::secret::AccessToken;
 
 #[derive(Debug)]
 pub struct Provider {
@@ -119,7 +120,8 @@ impl Provider {
             ),
         };
         Ok(Token {
-            access_token: granted.access_token,
+            access_token: AccessToken::new(&granted.access_token)
+                .ok_or_else(|| TokenError::BadResponse("access_token is not a valid header value".into()))?,
             token_type: granted.token_type,
             instance_url,
             scope: granted.scope,

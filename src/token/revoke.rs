@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 
 use super::provider::Provider;
 use super::{Token, TokenKey};
-use crate::secret::Secret;
+use crate::secret::{AccessToken, Secret};
 
 /// Where and how a provider's tokens are revoked.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub struct Revoker {
 }
 
 impl Revoker {
-    async fn revoke(&self, token: &Secret) -> bool {
+    async fn revoke(&self, token: &AccessToken) -> bool {
         let mut request = self.http.post(self.url.clone());
         if let Some((id, secret)) = &self.client {
             request = request.basic_auth(id, Some(secret.expose()));

@@ -32,6 +32,9 @@ pub struct StoreStats {
 }
 
 pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// The stored token for `key` if it needs nothing done (not yet due for renewal), counted as
+    /// a hit; `None` sends the caller to `get_or_fetch`. The cached path without a future.
+    fn fresh(&self, key: &TokenKey) -> Option<Arc<Token>>;
     /// A usable token for `key`, running `fetch` if there is none (at most one at a time per key).
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult>;
     /// Forgets `token` if it is still the one stored for `key` (the upstream refused it).
@@ -158,6 +161,17 @@ impl Drop for Waiting<'_> {
 }
 
 impl TokenStore for MemoryStore {
+    fn fresh(&self, key: &TokenKey) -> Option<Arc<Token>> {
+        let now = self.inner.clock.now();
+        let token = self.inner.lookup(key, now)?;
+        if now < token.refresh_at {
+            crate::metrics::METRICS.cache("hit");
+            Some(token)
+        } else {
+            None
+        }
+    }
+
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult> {
         let now = self.inner.clock.now();
         let metrics = &crate::metrics::METRICS;
@@ -218,13 +232,13 @@ impl TokenStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::secret::{AccessToken, Secret};
     use std::time::Duration;
 
     fn token(clock: &Clock, n: u32) -> Token {
         let now = clock.now();
         Token {
-            access_token: Secret::new(format!("tok-{n}")),
+            access_token: AccessToken::new(&Secret::new(format!("tok-{n}"))).expect("header value"),
             token_type: "Bearer".into(),
             instance_url: None,
             scope: None,
