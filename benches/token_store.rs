@@ -7,11 +7,13 @@
 #[path = "support/counting.rs"]
 mod counting;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use oauth_egress::clock::Clock;
+use oauth_egress::proxy::forward::Origin;
 use oauth_egress::secret::{AccessToken, Secret};
 use oauth_egress::token::store::{Fetch, MemoryStore, TokenStore};
 use oauth_egress::token::{Token, TokenKey};
@@ -23,7 +25,10 @@ fn main() {
     runtime.block_on(async {
         let clock = Clock::default();
         let store = MemoryStore::new(200_000, Duration::from_secs(3600), clock.clone());
-        let provider: std::sync::Arc<str> = "salesforce".into();
+        let provider: Arc<str> = "salesforce".into();
+        // One org: every token names the same instance, parsed once (as the provider shares it).
+        let instance =
+            Arc::new(Origin::new(url::Url::parse("https://corp.my.salesforce.com").expect("url")).expect("origin"));
         let before = counting::CURRENT.load(Ordering::Relaxed);
         for i in 0..SUBJECTS {
             // As the proxy does per request: the key, with its own subject string, is built here
@@ -34,6 +39,7 @@ fn main() {
                 scope: None,
             };
             let clock = clock.clone();
+            let instance = Arc::clone(&instance);
             let fetch: Fetch = Box::new(move || {
                 async move {
                     let now = clock.now();
@@ -41,7 +47,7 @@ fn main() {
                         access_token: AccessToken::new(&Secret::new(format!("00D5g000004ABCD!AQ0AQ{i:0>90}")))
                             .expect("header value"),
                         token_type: "Bearer".into(),
-                        instance_url: Some(url::Url::parse("https://corp.my.salesforce.com").expect("url")),
+                        instance_url: Some(Arc::clone(&instance)),
                         scope: Some("api".into()),
                         id: Some(format!("https://login.salesforce.com/id/00D5g000004ABCDEAA/005{i:0>15}")),
                         refresh_at: now + Duration::from_secs(6900),

@@ -111,9 +111,9 @@ pub async fn run(
         let _ = bound.send(Bound { proxy: addr, admin: admin_addr });
     }
     let serving = Arc::clone(&app);
-    let handler = move |req| {
+    let handler = move |req, peer| {
         let app = Arc::clone(&serving);
-        async move { app.handle(req).await }
+        async move { app.handle(req, &peer).await }
     };
     let tls = app.config().tls.as_ref().map(|t| t.0.clone());
     // Both listeners stop on the one shutdown.
@@ -139,7 +139,7 @@ pub async fn run(
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin_listener.map(|listener| {
         let (app, ready) = (Arc::clone(&app), Arc::clone(&ready));
-        let handler = move |req| admin::handle(Arc::clone(&app), Arc::clone(&ready), req);
+        let handler = move |req, _| admin::handle(Arc::clone(&app), Arc::clone(&ready), req);
         let stop = async {
             let _ = admin_stop_rx.await;
         };

@@ -17,21 +17,24 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ProxyBody;
 
-/// The address a request came from, in its extensions.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+/// What is known of the peer a request came from, handed to the handler beside the request
+/// (not in its extensions: a map allocated per request for what is fixed per connection).
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// The address of a TCP peer.
+    pub addr: Option<std::net::SocketAddr>,
+    /// The client certificate a TLS caller presented (verified against the configured CAs).
+    pub cert: Option<std::sync::Arc<tokio_rustls::rustls::pki_types::CertificateDer<'static>>>,
+    /// The process at the other end of a Unix socket.
+    pub user: Option<PeerUser>,
+}
 
-/// The uid and gid of the process at the other end of a Unix socket, in the request's extensions.
+/// The uid and gid of the process at the other end of a Unix socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerUser {
     pub uid: u32,
     pub gid: u32,
 }
-
-/// The client certificate a TLS caller presented (verified against the configured CAs), in the
-/// request's extensions.
-#[derive(Clone, Debug)]
-pub struct PeerCert(pub std::sync::Arc<tokio_rustls::rustls::pki_types::CertificateDer<'static>>);
 
 /// Longest a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +80,7 @@ pub async fn serve<H, Fut>(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
@@ -88,7 +91,7 @@ pub async fn serve<H, Fut>(
         tokio::spawn(async move {
             let result = match tls {
                 None => {
-                    let service = service(handler, Peer { addr: Some(PeerAddr(peer)), cert: None, user: None });
+                    let service = service(handler, Peer { addr: Some(peer), cert: None, user: None });
                     watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
                 }
                 Some(acceptor) => {
@@ -108,8 +111,8 @@ pub async fn serve<H, Fut>(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .map(|c| PeerCert(std::sync::Arc::new(c.clone().into_owned())));
-                    let service = service(handler, Peer { addr: Some(PeerAddr(peer)), cert, user: None });
+                        .map(|c| std::sync::Arc::new(c.clone().into_owned()));
+                    let service = service(handler, Peer { addr: Some(peer), cert, user: None });
                     watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
                 }
             };
@@ -130,7 +133,7 @@ pub async fn serve_unix<H, Fut>(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr),
@@ -148,15 +151,7 @@ pub async fn serve_unix<H, Fut>(
     accept_loop(|| listener.accept(), on_connection, shutdown, drain).await;
 }
 
-/// What is known of a connection's peer.
-#[derive(Clone)]
-struct Peer {
-    addr: Option<PeerAddr>,
-    cert: Option<PeerCert>,
-    user: Option<PeerUser>,
-}
-
-/// The per-connection service: puts what is known of the peer into each request, then hands it on.
+/// The per-connection service: hands each request on with what is known of the peer.
 fn service<H, Fut>(
     handler: H,
     peer: Peer,
@@ -167,21 +162,11 @@ fn service<H, Fut>(
     Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
 > + Clone
 where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    service_fn(move |mut req: Request<Incoming>| {
-        let extensions = req.extensions_mut();
-        if let Some(addr) = peer.addr {
-            extensions.insert(addr);
-        }
-        if let Some(cert) = &peer.cert {
-            extensions.insert(cert.clone());
-        }
-        if let Some(user) = peer.user {
-            extensions.insert(user);
-        }
-        let fut = handler(req);
+    service_fn(move |req: Request<Incoming>| {
+        let fut = handler(req, peer.clone());
         async move { Ok::<_, Infallible>(fut.await) }
     })
 }

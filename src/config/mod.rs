@@ -126,7 +126,7 @@ pub enum Upstream {
     /// Where the token answer's `instance_url` points.
     InstanceUrl,
     /// A fixed base URL; the request's path and query are appended.
-    Fixed(Url),
+    Fixed(crate::proxy::forward::Origin),
 }
 
 #[derive(Debug)]
@@ -282,7 +282,13 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
         upstreams.push(if r.upstream.get_ref() == "instance_url" {
             Some(Upstream::InstanceUrl)
         } else {
-            check_url(errors, &r.upstream, "upstream").map(Upstream::Fixed)
+            check_url(errors, &r.upstream, "upstream").and_then(|url| match crate::proxy::forward::Origin::new(url) {
+                Ok(origin) => Some(Upstream::Fixed(origin)),
+                Err(e) => {
+                    errors.at(r.upstream.span(), format!("upstream: {e}"));
+                    None
+                }
+            })
         });
         validate_route_protocol(r, errors);
     }
@@ -576,6 +582,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             refusals: Default::default(),
             introspection,
             revoker,
+            last_instance: std::sync::Mutex::new(None),
         }));
     }
     let mut wsdls: Vec<(PathBuf, Arc<Wsdl>)> = Vec::new();

@@ -125,7 +125,7 @@ impl LoopbackIdp {
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
-        let handler = move |req| {
+        let handler = move |req, _| {
             let state = Arc::clone(&handler_state);
             async move { handle(&state, req).await }
         };

@@ -78,7 +78,7 @@ impl LoopbackUpstream {
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
-        let handler = move |req| {
+        let handler = move |req, _| {
             let state = Arc::clone(&handler_state);
             async move { handle(&state, req).await }
         };

@@ -9,12 +9,19 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Method, Request, Response, Uri, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper::rt::ReadBufCursor;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::net::TcpStream;
 use url::Url;
 
 use super::ProxyBody;
@@ -35,7 +42,68 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// The pooled client every route forwards with.
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<Tcp>, Full<Bytes>>;
+
+/// hyper-util's TCP connector, less the connection details (`HttpInfo`) it attaches to every
+/// response: nothing reads them, and attaching them cost an extension map per response.
+#[derive(Clone, Debug)]
+pub struct Tcp(HttpConnector);
+
+impl tower_service::Service<Uri> for Tcp {
+    type Response = Bare;
+    type Error = super::BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Bare, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map(Bare).map_err(Into::into) })
+    }
+}
+
+/// A TCP connection to an upstream that reports nothing about itself (see `Tcp`).
+pub struct Bare(TokioIo<TcpStream>);
+
+impl Connection for Bare {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Bare {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Bare {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+}
 
 /// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
 /// them: rustls-platform-verifier, as the token client does).
@@ -58,30 +126,76 @@ pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(Tcp(http));
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))
 }
 
-/// `base` with the request's path appended (after any path the base has) and its query.
-pub fn upstream_uri(base: &Url, path: &str, query: Option<&str>) -> Result<Uri, UpstreamError> {
-    if base.cannot_be_a_base() {
-        return Err(UpstreamError::BadUrl(base.to_string()));
-    }
-    // The base as written up to its path (scheme, authority, path; no query or fragment).
-    let head = &base[..url::Position::AfterPath];
-    let head = head.strip_suffix('/').unwrap_or(head);
-    let mut uri = String::with_capacity(head.len() + path.len() + query.map_or(0, |q| q.len() + 1));
-    uri.push_str(head);
-    uri.push_str(path);
-    if let Some(q) = query {
-        uri.push('?');
-        uri.push_str(q);
-    }
-    Uri::try_from(uri).map_err(|_| UpstreamError::BadUrl(base.to_string()))
+/// A base URL requests are forwarded to, taken apart once into what each request's URI and
+/// `Host` are made of: forwarding does no URL parsing or formatting per request.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    url: Url,
+    scheme: Scheme,
+    authority: Authority,
+    /// The base's own path without its trailing `/`; most often empty.
+    path: Box<str>,
+    host: HeaderValue,
 }
+
+impl Origin {
+    pub fn new(url: Url) -> Result<Origin, UpstreamError> {
+        let bad = || UpstreamError::BadUrl(url.to_string());
+        if url.cannot_be_a_base() || url.host().is_none() {
+            return Err(bad());
+        }
+        let scheme = Scheme::try_from(url.scheme()).map_err(|_| bad())?;
+        // Host and port as written, without user information; the url crate drops default ports,
+        // as `Host` should.
+        let host_port = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let authority =
+            Authority::from_maybe_shared(Bytes::copy_from_slice(host_port.as_bytes())).map_err(|_| bad())?;
+        let host = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(host_port.as_bytes())).map_err(|_| bad())?;
+        let path = url.path().strip_suffix('/').unwrap_or(url.path()).into();
+        Ok(Origin { url, scheme, authority, path, host })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The base with the request's path appended (after any path the base has) and its query.
+    pub fn uri(&self, incoming: &Uri) -> Result<Uri, UpstreamError> {
+        let request = incoming.path_and_query().filter(|pq| pq.path().starts_with('/'));
+        let path_and_query = match request {
+            Some(pq) if self.path.is_empty() => pq.clone(),
+            Some(pq) => PathAndQuery::try_from(format!("{}{}", self.path, pq.as_str()))
+                .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))?,
+            None => PathAndQuery::try_from(format!("{}/", self.path))
+                .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))?,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| UpstreamError::BadUrl(self.url.to_string()))
+    }
+
+    /// The `Host` header for requests to this base.
+    pub fn host(&self) -> HeaderValue {
+        self.host.clone()
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for Origin {}
 
 /// The token endpoint chose this instance; still, no token goes over plain http off the machine.
 pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
@@ -96,7 +210,8 @@ pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
 /// `Content-Length` (the client sets both), any credential the caller sent, and `strip` (the
 /// requester header, the caller's API key header).
 pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(incoming.len());
+    // Room for what the proxy adds (`Host`, `Authorization`, `X-Request-Id`) without regrowing.
+    let mut out = HeaderMap::with_capacity(incoming.len() + 3);
     for (name, value) in incoming {
         if HOP_BY_HOP.contains(name)
             || name == header::HOST
@@ -182,18 +297,33 @@ pub async fn send(
 mod tests {
     use super::*;
 
+    fn forwarded(base: &str, incoming: &str) -> String {
+        let origin = Origin::new(Url::parse(base).expect("url")).expect("origin");
+        origin.uri(&incoming.parse::<Uri>().expect("uri")).expect("uri").to_string()
+    }
+
     #[test]
     fn url_keeps_path_and_query() {
-        let base = Url::parse("https://na1.example.com").expect("url");
-        let u = upstream_uri(&base, "/services/data/v58.0/query", Some("q=SELECT+Id")).expect("url");
-        assert_eq!(u.to_string(), "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id");
-        let based = Url::parse("https://h.example.com/base/").expect("url");
-        assert_eq!(upstream_uri(&based, "/x", None).expect("url").to_string(), "https://h.example.com/base/x");
-        let port = Url::parse("http://127.0.0.1:8080/api?ignored#frag").expect("url");
         assert_eq!(
-            upstream_uri(&port, "/v1/x", Some("a=1")).expect("url").to_string(),
+            forwarded("https://na1.example.com", "/services/data/v58.0/query?q=SELECT+Id"),
+            "https://na1.example.com/services/data/v58.0/query?q=SELECT+Id"
+        );
+        assert_eq!(forwarded("https://h.example.com/base/", "/x"), "https://h.example.com/base/x");
+        assert_eq!(
+            forwarded("http://127.0.0.1:8080/api?ignored#frag", "/v1/x?a=1"),
             "http://127.0.0.1:8080/api/v1/x?a=1"
         );
+        // An absolute-form request line: only its path and query go on.
+        assert_eq!(forwarded("https://na1.example.com", "http://elsewhere.example/p?q"), "https://na1.example.com/p?q");
+        assert_eq!(forwarded("https://na1.example.com/base", "*"), "https://na1.example.com/base/");
+    }
+
+    #[test]
+    fn host_is_the_authority_without_user_or_default_port() {
+        let host = |base: &str| Origin::new(Url::parse(base).expect("url")).expect("origin").host();
+        assert_eq!(host("https://user:pw@na1.example.com:443/x"), "na1.example.com");
+        assert_eq!(host("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(host("https://[::1]:8443/"), "[::1]:8443");
     }
 
     #[test]

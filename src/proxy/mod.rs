@@ -149,7 +149,7 @@ impl App {
 
     /// Answers one request, on the config current when it arrives. Every failure becomes a
     /// response here; nothing is dropped silently.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    pub async fn handle<B>(&self, request: Request<B>, peer: &crate::server::Peer) -> Response<ProxyBody>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -158,7 +158,7 @@ impl App {
         let request_id = RequestId::for_request(request.headers());
         // Every log line of the request, wherever in the pipeline, carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
-        generation.handle(request, request_id).instrument(span).await
+        generation.handle(request, peer, request_id).instrument(span).await
     }
 }
 
@@ -208,7 +208,12 @@ impl Generation {
         Ok(Generation { config: Arc::new(config), limits, store, upstream, clock })
     }
 
-    async fn handle<B>(&self, request: Request<B>, request_id: RequestId) -> Response<ProxyBody>
+    async fn handle<B>(
+        &self,
+        request: Request<B>,
+        peer: &crate::server::Peer,
+        request_id: RequestId,
+    ) -> Response<ProxyBody>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -228,7 +233,7 @@ impl Generation {
             let ct = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
             ctx.soap = Some(SoapVersion::from_content_type(ct));
         }
-        let result = self.run(&mut ctx, request).await;
+        let result = self.run(&mut ctx, request, peer).await;
         let response = match result {
             Ok(mut response) => {
                 response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
@@ -276,7 +281,12 @@ impl Generation {
             .max_by_key(|r| r.path.len())
     }
 
-    async fn run<B>(&self, ctx: &mut RequestCtx<'_>, request: Request<B>) -> Result<Response<ProxyBody>, ProxyError>
+    async fn run<B>(
+        &self,
+        ctx: &mut RequestCtx<'_>,
+        request: Request<B>,
+        from: &crate::server::Peer,
+    ) -> Result<Response<ProxyBody>, ProxyError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -285,8 +295,8 @@ impl Generation {
         let route_name = ctx.route.name.clone();
         // Who is calling, before the body is read or any token work is done.
         let caller = if self.config.policy.enforced() {
-            let peer = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip());
-            let cert = parts.extensions.get::<crate::server::PeerCert>().map(|c| c.0.clone());
+            let peer = from.addr.map(|a| a.ip());
+            let cert = from.cert.clone();
             let policy = &self.config.policy;
             let identified = match (&self.config.bearer, crate::bearer::bearer(&parts.headers)) {
                 (Some(bearer), Ok(Some(token))) => match bearer.caller(policy, token, self.clock.now()).await {
@@ -296,7 +306,7 @@ impl Generation {
                 (Some(_), Err(e)) => Err(e),
                 (Some(_), Ok(None)) if policy.bearer_only() => Err(crate::policy::Denied::MissingBearer),
                 _ => {
-                    let user = parts.extensions.get::<crate::server::PeerUser>().copied();
+                    let user = from.user;
                     policy.authenticate(&parts.headers, peer, cert.as_deref(), user)
                 }
             };
@@ -399,8 +409,10 @@ impl Generation {
         let mut token = self.get_token(provider, &key).await?;
         let mut replayed = false;
         loop {
-            let (headers, body) = inject.with(&token, &parts.headers, &ctx.request_id);
-            let uri = self.upstream_uri(route, &token, &parts.uri)?;
+            let origin = self.origin(route, &token)?;
+            let uri = origin.uri(&parts.uri).map_err(ProxyError::Upstream)?;
+            let (mut headers, body) = inject.with(&token, &parts.headers, &ctx.request_id);
+            headers.insert(header::HOST, origin.host());
             let response =
                 forward::send(&self.upstream, parts.method.clone(), uri, headers, body, self.config.upstream_timeout)
                     .await
@@ -445,19 +457,19 @@ impl Generation {
             .map_err(|source| ProxyError::Token { subject: key.subject.to_string(), source })
     }
 
-    fn upstream_uri(&self, route: &Route, token: &Token, uri: &http::Uri) -> Result<http::Uri, ProxyError> {
-        let base = match &route.upstream {
-            Upstream::Fixed(url) => url,
+    /// Where this route's request goes with `token`.
+    fn origin<'t>(&'t self, route: &'t Route, token: &'t Token) -> Result<&'t forward::Origin, ProxyError> {
+        match &route.upstream {
+            Upstream::Fixed(origin) => Ok(origin),
             Upstream::InstanceUrl => {
-                let url = token
+                let origin = token
                     .instance_url
                     .as_ref()
                     .ok_or_else(|| ProxyError::NoInstanceUrl(route.provider.name.to_string()))?;
-                forward::check_instance(url).map_err(ProxyError::Upstream)?;
-                url
+                forward::check_instance(origin.url()).map_err(ProxyError::Upstream)?;
+                Ok(origin)
             }
-        };
-        forward::upstream_uri(base, uri.path(), uri.query()).map_err(ProxyError::Upstream)
+        }
     }
 }
 

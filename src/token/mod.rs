@@ -29,7 +29,7 @@ pub struct Token {
     pub access_token: AccessToken,
     pub token_type: String,
     /// Salesforce: the org's instance, where API calls for this user go.
-    pub instance_url: Option<url::Url>,
+    pub instance_url: Option<Arc<crate::proxy::forward::Origin>>,
     pub scope: Option<String>,
     /// Salesforce: the identity URL of the user.
     pub id: Option<String>,

@@ -11,6 +11,7 @@ use super::client::TokenClient;
 use super::resilience::{self, Admit, Breaker, Policy, Refusals};
 use super::{Token, TokenError};
 use crate::clock::Clock;
+use crate::proxy::forward::Origin;
 use crate::secret::AccessToken;
 
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub struct Provider {
     pub introspection: Option<super::introspect::Introspector>,
     /// Revokes held tokens at shutdown, when configured.
     pub revoker: Option<super::revoke::Revoker>,
+    /// The instance the last token named: the users of one org share it, so their tokens share
+    /// one parsed copy (a parsed instance per cached subject would cost a fifth of its memory).
+    pub last_instance: std::sync::Mutex<Option<Arc<Origin>>>,
 }
 
 impl Provider {
@@ -116,6 +120,7 @@ impl Provider {
                 url::Url::parse(u)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+                    .and_then(|u| self.instance(u))
                     .ok_or_else(|| TokenError::BadResponse("instance_url is not an http(s) URL".into()))?,
             ),
         };
@@ -129,6 +134,21 @@ impl Provider {
             refresh_at: received + refresh_after(lifetime, self.renew_before),
             expires_at: received + lifetime,
         })
+    }
+}
+
+impl Provider {
+    /// `url` parsed for forwarding, shared with earlier tokens that named the same instance.
+    fn instance(&self, url: url::Url) -> Option<Arc<Origin>> {
+        let mut last = self.last_instance.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match last.as_ref() {
+            Some(origin) if *origin.url() == url => Some(Arc::clone(origin)),
+            _ => {
+                let origin = Arc::new(Origin::new(url).ok()?);
+                *last = Some(Arc::clone(&origin));
+                Some(origin)
+            }
+        }
     }
 }
 
