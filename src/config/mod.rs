@@ -114,6 +114,8 @@ impl fmt::Debug for ListenerTls {
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
+    /// This route's series of the process's request latency histogram (it outlives reloads).
+    pub latency: prometheus_client::metrics::histogram::Histogram,
     /// Path prefix, matched at a `/` boundary.
     pub path: String,
     pub provider: Arc<Provider>,
@@ -639,8 +641,10 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             }
         };
         if let (Some(provider), Some(upstream), Some(protocol)) = (provider, upstream, protocol) {
+            let name: Arc<str> = r.name.get_ref().as_str().into();
             routes.push(Route {
-                name: r.name.get_ref().as_str().into(),
+                latency: crate::metrics::METRICS.route_latency(&name),
+                name,
                 path: r.path.get_ref().clone(),
                 provider,
                 upstream,

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::clock::Clock;
 use crate::config::{Config, Protocol, Requester, Route, Upstream};
@@ -225,7 +226,7 @@ impl Generation {
         let Some(route) = self.route_for(path) else {
             let err = ProxyError::NoRoute(path.to_owned());
             tracing::info!(%method, %path, status = 404, "No route for request.");
-            record(&NO_ROUTE, None, 404, started);
+            record(&NO_ROUTE, None, None, 404, started);
             return respond::error_response(&err, None, request_id.as_str());
         };
         let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
@@ -255,7 +256,7 @@ impl Generation {
                 respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
             }
         };
-        record(&route.name, ctx.operation.as_ref(), response.status().as_u16(), started);
+        record(&route.name, Some(&route.latency), ctx.operation.as_ref(), response.status().as_u16(), started);
         tracing::info!(
             route = %route.name,
             %method,
@@ -560,19 +561,20 @@ fn set_charset_utf8(headers: &mut HeaderMap) {
 /// The route label of requests no route matched.
 static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
 
-/// Counts an answered request and its latency.
-fn record(route: &Arc<str>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
-    let metrics = &crate::metrics::METRICS;
+/// Counts an answered request and its latency (`latency`: the route's histogram, none when no
+/// route matched).
+fn record(route: &Arc<str>, latency: Option<&Histogram>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
     let labels = crate::metrics::RequestLabels {
         route: Arc::clone(route),
         operation: operation.map_or_else(|| Arc::clone(&NO_ROUTE), Arc::clone),
         status,
     };
-    metrics.requests.get_or_create(&labels).inc();
-    metrics
-        .request_seconds
-        .get_or_create(&crate::metrics::RouteLabels { route: Arc::clone(route) })
-        .observe(started.elapsed().as_secs_f64());
+    crate::metrics::METRICS.requests.get_or_create(&labels).inc();
+    let seconds = started.elapsed().as_secs_f64();
+    match latency {
+        Some(histogram) => histogram.observe(seconds),
+        None => crate::metrics::METRICS.route_latency(route).observe(seconds),
+    }
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
