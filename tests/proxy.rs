@@ -409,6 +409,98 @@ async fn upstream_unreachable_is_502() {
     assert!(a.body.contains("soapenv:Server") && a.body.contains("upstream_unreachable"), "{}", a.body);
 }
 
+/// What a bare upstream saw: connections accepted, requests that carried a bearer token, and
+/// connections it closed on `close_idle`.
+struct Bare {
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bearers: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    close_idle: tokio::sync::broadcast::Sender<()>,
+}
+
+/// A bare HTTP/1.1 upstream on `listener`: answers `ok` to each GET and keeps the connection;
+/// on `close_idle` it closes every connection between requests without a word (no `Connection:
+/// close`), as an upstream's idle timeout does.
+fn bare_upstream(listener: tokio::net::TcpListener) -> Bare {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (close_idle, _) = tokio::sync::broadcast::channel(16);
+    let bare = Bare {
+        connections: Arc::new(AtomicUsize::new(0)),
+        bearers: Arc::new(AtomicUsize::new(0)),
+        closed: Arc::new(AtomicUsize::new(0)),
+        close_idle: close_idle.clone(),
+    };
+    let (c, b, closed) = (bare.connections.clone(), bare.bearers.clone(), bare.closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            c.fetch_add(1, Ordering::SeqCst);
+            let (b, closed, mut close) = (b.clone(), closed.clone(), close_idle.subscribe());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        buf.drain(..end + 4);
+                        if head.contains("\r\nauthorization: bearer ") {
+                            b.fetch_add(1, Ordering::SeqCst);
+                        }
+                        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                    }
+                    tokio::select! {
+                        read = stream.read(&mut chunk) => match read {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        },
+                        _ = close.recv() => {
+                            drop(stream);
+                            closed.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    bare
+}
+
+static BARE_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+fn bare_config(p: &Peers) -> String {
+    let port = BARE_PORT.load(std::sync::atomic::Ordering::SeqCst);
+    default_config(&Peers { token_url: p.token_url.clone(), upstream: format!("http://127.0.0.1:{port}") })
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_one_the_upstream_closed_is_replaced() {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    BARE_PORT.store(listener.local_addr().unwrap().port(), Ordering::SeqCst);
+    let bare = bare_upstream(listener);
+    let h = Harness::with(Setup { config: bare_config, ..Setup::default() }).await;
+    for i in 0..5 {
+        let a = h.get("/fixed/x", &[("X-Requester", ALICE)]).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"), "request {i}");
+    }
+    assert_eq!(bare.connections.load(Ordering::SeqCst), 1, "five requests in a row, one connection");
+    assert_eq!(bare.bearers.load(Ordering::SeqCst), 5);
+
+    // The pooled connection is closed by the upstream while idle: the next request finds it
+    // closed before writing and goes out on a new connection, without failing.
+    for round in 1..=3 {
+        bare.close_idle.send(()).unwrap();
+        wait_until("the upstream closed its idle connection", || bare.closed.load(Ordering::SeqCst) == round).await;
+        let a = h.get("/fixed/x", &[("X-Requester", ALICE)]).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"), "after close {round}");
+        assert_eq!(bare.connections.load(Ordering::SeqCst), 1 + round);
+    }
+    assert_eq!(bare.bearers.load(Ordering::SeqCst), 8);
+}
+
 #[tokio::test]
 async fn envelope_problems_are_client_faults_naming_the_problem() {
     let h = Harness::start().await;

@@ -1,7 +1,7 @@
 //! Forwarding to the SaaS: the upstream URI, the headers that may cross, and the response streamed
-//! back unchanged. One pooled HTTP/1.1 client (hyper with rustls) serves every route.
+//! back unchanged. Connections are kept and driven by `pool` (hyper's HTTP/1.1 with rustls).
 //!
-//! hyper's own client rather than reqwest: per request, reqwest parses the URL again (IDNA
+//! hyper rather than reqwest: per request, reqwest parses the URL again (IDNA
 //! included), clones its connector and wraps the call in redirect and timeout layers, which
 //! together cost as much as the rest of a cached REST call (profiled under wrk, BENCHMARKS.md).
 //! The token endpoint keeps reqwest: it is called once per token, not per request.
@@ -12,20 +12,13 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::{BodyExt, Full};
-use hyper::rt::ReadBufCursor;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::TokioIo;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::net::TcpStream;
 use url::Url;
 
 use super::ProxyBody;
 use super::error::UpstreamError;
+use super::pool::Pool;
 use crate::config::is_loopback;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and so are
@@ -41,73 +34,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// The pooled client every route forwards with.
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<Tcp>, Full<Bytes>>;
-
-/// hyper-util's TCP connector, less the connection details (`HttpInfo`) it attaches to every
-/// response: nothing reads them, and attaching them cost an extension map per response.
-#[derive(Clone, Debug)]
-pub struct Tcp(HttpConnector);
-
-impl tower_service::Service<Uri> for Tcp {
-    type Response = Bare;
-    type Error = super::BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Bare, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
-        Box::pin(async move { connecting.await.map(Bare).map_err(Into::into) })
-    }
-}
-
-/// A TCP connection to an upstream that reports nothing about itself (see `Tcp`).
-pub struct Bare(TokioIo<TcpStream>);
-
-impl Connection for Bare {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for Bare {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Bare {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-}
-
 /// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
 /// them: rustls-platform-verifier, as the token client does).
-pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Result<UpstreamClient, String> {
+pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Result<Pool, String> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots.iter().cloned(), provider.clone())
@@ -126,11 +55,8 @@ pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(Tcp(http));
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+        .wrap_connector(http);
+    Ok(Pool::new(https))
 }
 
 /// A base URL requests are forwarded to, taken apart once into what each request's URI and
@@ -166,21 +92,16 @@ impl Origin {
         &self.url
     }
 
-    /// The base with the request's path appended (after any path the base has) and its query.
-    pub fn uri(&self, incoming: &Uri) -> Result<Uri, UpstreamError> {
+    /// The request target upstream (origin-form): the base's path, then the request's path and
+    /// query.
+    pub fn target(&self, incoming: &Uri) -> Result<PathAndQuery, UpstreamError> {
         let request = incoming.path_and_query().filter(|pq| pq.path().starts_with('/'));
-        let path_and_query = match request {
-            Some(pq) if self.path.is_empty() => pq.clone(),
-            Some(pq) => PathAndQuery::try_from(format!("{}{}", self.path, pq.as_str()))
-                .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))?,
-            None => PathAndQuery::try_from(format!("{}/", self.path))
-                .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))?,
-        };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).map_err(|_| UpstreamError::BadUrl(self.url.to_string()))
+        match request {
+            Some(pq) if self.path.is_empty() => Ok(pq.clone()),
+            Some(pq) => PathAndQuery::try_from(format!("{}{}", self.path, pq.as_str())),
+            None => PathAndQuery::try_from(format!("{}/", self.path)),
+        }
+        .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))
     }
 
     /// The `Host` header for requests to this base.
@@ -238,30 +159,30 @@ fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
-/// Sends the request and streams the answer back. Waits at most `timeout` for response headers.
+/// Sends the request to `origin` and streams the answer back. Waits at most `timeout` for the
+/// answer's head.
 pub async fn send(
-    client: &UpstreamClient,
+    pool: &Pool,
+    origin: &Origin,
     method: Method,
-    uri: Uri,
+    target: PathAndQuery,
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
-    let shown = || {
-        format!("{}://{}{}", uri.scheme_str().unwrap_or("http"), uri.authority().map_or("", |a| a.as_str()), uri.path())
-    };
+    let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
-    *request.uri_mut() = uri.clone();
+    *request.uri_mut() = Uri::from(target.clone());
     *request.headers_mut() = headers;
-    let upstream = match tokio::time::timeout(timeout, client.request(request)).await {
+    let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
         Err(_) => {
             return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
         }
         Ok(Err(e)) => {
-            // The connector's error says why (refused, TLS, timeout); the client's own only "client error".
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
+            // The innermost error says why (refused, TLS, closed); the outer ones only wrap it.
+            let mut reason = e.error.to_string();
+            let mut source = std::error::Error::source(&*e.error);
             while let Some(s) = source {
                 reason = s.to_string();
                 source = s.source();
@@ -289,8 +210,7 @@ pub async fn send(
         }
         *headers = kept;
     }
-    let body = incoming.map_err(|e| -> super::BoxError { Box::new(e) }).boxed();
-    response.body(body).map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    response.body(incoming.boxed()).map_err(|e| UpstreamError::BadUrl(e.to_string()))
 }
 
 #[cfg(test)]
@@ -299,7 +219,8 @@ mod tests {
 
     fn forwarded(base: &str, incoming: &str) -> String {
         let origin = Origin::new(Url::parse(base).expect("url")).expect("origin");
-        origin.uri(&incoming.parse::<Uri>().expect("uri")).expect("uri").to_string()
+        let target = origin.target(&incoming.parse::<Uri>().expect("uri")).expect("target");
+        format!("{}://{}{target}", origin.scheme, origin.authority)
     }
 
     #[test]

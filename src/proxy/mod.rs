@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod forward;
+pub mod pool;
 pub mod respond;
 pub mod session;
 
@@ -56,7 +57,7 @@ struct Generation {
     config: Arc<Config>,
     limits: crate::policy::Limits,
     store: Arc<dyn TokenStore>,
-    upstream: forward::UpstreamClient,
+    upstream: pool::Pool,
     clock: Clock,
 }
 
@@ -411,13 +412,20 @@ impl Generation {
         let mut replayed = false;
         loop {
             let origin = self.origin(route, &token)?;
-            let uri = origin.uri(&parts.uri).map_err(ProxyError::Upstream)?;
+            let target = origin.target(&parts.uri).map_err(ProxyError::Upstream)?;
             let (mut headers, body) = inject.with(&token, &parts.headers, &ctx.request_id);
             headers.insert(header::HOST, origin.host());
-            let response =
-                forward::send(&self.upstream, parts.method.clone(), uri, headers, body, self.config.upstream_timeout)
-                    .await
-                    .map_err(ProxyError::Upstream)?;
+            let response = forward::send(
+                &self.upstream,
+                origin,
+                parts.method.clone(),
+                target,
+                headers,
+                body,
+                self.config.upstream_timeout,
+            )
+            .await
+            .map_err(ProxyError::Upstream)?;
             if replayed {
                 // Never a second replay: the caller sees this answer as it came.
                 return Ok(response);
