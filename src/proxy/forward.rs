@@ -11,14 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use super::ProxyBody;
 use super::error::UpstreamError;
-use super::pool::{Pieces, Pool};
+use super::pool::Pool;
 use crate::config::is_loopback;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and so are
@@ -167,11 +167,11 @@ pub async fn send(
     method: Method,
     target: PathAndQuery,
     headers: HeaderMap,
-    body: Pieces,
+    body: Bytes,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
-    let mut request = Request::new(body);
+    let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
     *request.uri_mut() = Uri::from(target.clone());
     *request.headers_mut() = headers;

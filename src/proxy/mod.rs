@@ -518,19 +518,18 @@ enum Inject<'r> {
 impl Inject<'_> {
     /// The headers and body to send with `token`: the caller's headers less those that must not
     /// cross, with the request's id.
-    fn with(&self, token: &Token, incoming: &HeaderMap, request_id: &RequestId) -> (HeaderMap, pool::Pieces) {
+    fn with(&self, token: &Token, incoming: &HeaderMap, request_id: &RequestId) -> (HeaderMap, Bytes) {
         let (Inject::Soap { strip, .. } | Inject::Rest { strip, .. }) = self;
         let mut headers = forward::request_headers(incoming, strip);
         headers.insert(X_REQUEST_ID, request_id.header());
         match self {
             Inject::Soap { body, slot, session, .. } => {
-                let splice = envelope::splice(slot, session, token.access_token.expose());
-                let pieces = [body.slice(..splice.cut.start), Bytes::from(splice.middle), body.slice(splice.cut.end..)];
-                (headers, pool::Pieces::new(pieces))
+                let rewritten = envelope::rewrite(body, slot, session, token.access_token.expose());
+                (headers, Bytes::from(rewritten))
             }
             Inject::Rest { body, .. } => {
                 headers.insert(header::AUTHORIZATION, token.access_token.authorization());
-                (headers, pool::Pieces::one(body.clone()))
+                (headers, body.clone())
             }
         }
     }

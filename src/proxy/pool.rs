@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -32,7 +33,7 @@ use super::BoxError;
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// hyper's HTTP/1.1 state machine for one connection.
-type Driver = Pin<Box<Connection<Io, Pieces>>>;
+type Driver = Pin<Box<Connection<Io, Full<Bytes>>>>;
 
 /// Idle connections kept per origin at most; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 512;
@@ -49,7 +50,7 @@ struct Key {
 /// One HTTP/1.1 connection: the handle requests are sent through and the state machine that
 /// does the I/O, polled by whoever holds the connection.
 struct Conn {
-    sender: SendRequest<Pieces>,
+    sender: SendRequest<Full<Bytes>>,
     /// The state machine; gone once the connection has ended. Dropping it is what fails a
     /// request still queued for it (with the request given back) and a body still expected
     /// from it: an ended state machine kept would leave both waiting forever.
@@ -84,54 +85,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// A request body sent as the pieces it is made of, with its exact length (so it goes with
-/// `Content-Length`): for a rewritten envelope, the received body's head, the new session part and
-/// the received body's tail, none of them copied.
-#[derive(Debug, Default)]
-pub struct Pieces {
-    pieces: [Bytes; 3],
-    next: usize,
-}
-
-impl Pieces {
-    pub fn new(pieces: [Bytes; 3]) -> Pieces {
-        Pieces { pieces, next: 0 }
-    }
-
-    pub fn one(body: Bytes) -> Pieces {
-        Pieces::new([body, Bytes::new(), Bytes::new()])
-    }
-
-    fn remaining(&self) -> u64 {
-        self.pieces.iter().skip(self.next).map(|p| p.len() as u64).sum()
-    }
-}
-
-impl Body for Pieces {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        while self.next < self.pieces.len() {
-            let i = self.next;
-            self.next += 1;
-            let piece = std::mem::take(&mut self.pieces[i]);
-            if !piece.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(piece))));
-            }
-        }
-        Poll::Ready(None)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining() == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining())
-    }
-}
-
 /// Why a request got no answer head: connecting failed, or the connection failed before it.
 #[derive(Debug)]
 pub struct SendError {
@@ -150,7 +103,7 @@ impl Pool {
         &self,
         scheme: &Scheme,
         authority: &Authority,
-        mut request: Request<Pieces>,
+        mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone() };
         loop {

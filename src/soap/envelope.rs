@@ -1031,31 +1031,21 @@ fn insertion(
 
 /// Writes the envelope to forward: `body` with the token in the slot, every other byte unchanged.
 pub fn rewrite(body: &[u8], slot: &Slot, session: &[String], token: &str) -> Vec<u8> {
-    let splice = splice(slot, session, token);
-    let mut out = Vec::with_capacity(body.len() - splice.cut.len() + splice.middle.len());
-    out.extend_from_slice(&body[..splice.cut.start]);
-    out.extend_from_slice(&splice.middle);
-    out.extend_from_slice(&body[splice.cut.end..]);
-    out
-}
-
-/// The rewrite as a splice: the body with `cut` replaced by `middle`. The proxy sends the two
-/// untouched parts of the received body as they are (no copy of the envelope per request).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Splice {
-    pub cut: Range<usize>,
-    pub middle: Vec<u8>,
-}
-
-/// Where and what `rewrite` changes, for `slot` and `token`.
-pub fn splice(slot: &Slot, session: &[String], token: &str) -> Splice {
     let token = escape_text(token);
+    let mut out = Vec::with_capacity(body.len() + token.len() + 128);
     match slot {
-        Slot::Content(range) => Splice { cut: range.clone(), middle: token.as_bytes().to_vec() },
+        Slot::Content(range) => {
+            out.extend_from_slice(&body[..range.start]);
+            out.extend_from_slice(token.as_bytes());
+            out.extend_from_slice(&body[range.end..]);
+        }
         Slot::EmptyTag { range, name } => {
-            Splice { cut: range.clone(), middle: format!("<{name}>{token}</{name}>").into_bytes() }
+            out.extend_from_slice(&body[..range.start]);
+            out.extend_from_slice(format!("<{name}>{token}</{name}>").as_bytes());
+            out.extend_from_slice(&body[range.end..]);
         }
         Slot::Insert { at, depth, namespace, env_prefix } => {
+            out.extend_from_slice(&body[..*at]);
             let mut open = String::new();
             let mut close = Vec::new();
             for (i, name) in session.iter().enumerate().skip(*depth) {
@@ -1075,14 +1065,15 @@ pub fn splice(slot: &Slot, session: &[String], token: &str) -> Splice {
                     close.push(name.clone());
                 }
             }
-            let mut middle = open.into_bytes();
-            middle.extend_from_slice(token.as_bytes());
+            out.extend_from_slice(open.as_bytes());
+            out.extend_from_slice(token.as_bytes());
             for name in close.iter().rev() {
-                middle.extend_from_slice(format!("</{name}>").as_bytes());
+                out.extend_from_slice(format!("</{name}>").as_bytes());
             }
-            Splice { cut: *at..*at, middle }
+            out.extend_from_slice(&body[*at..]);
         }
     }
+    out
 }
 
 /// The SOAP version an unparseable request most likely speaks, for writing its fault: the first
