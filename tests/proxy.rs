@@ -31,6 +31,10 @@ async fn soap11_session_email_becomes_a_token_and_the_answer_comes_back() {
     // Everything but the session text is byte for byte what the app sent.
     let token = &h.sessions.tokens()[0];
     assert_eq!(forwarded, envelope.replace(ALICE, token));
+    // With its exact length, not chunked.
+    let length = got[0].headers.get("content-length").and_then(|v| v.to_str().ok());
+    assert_eq!(length, Some(forwarded.len().to_string().as_str()));
+    assert!(got[0].headers.get("transfer-encoding").is_none());
     assert_eq!(got[0].uri.path(), "/services/Soap/u/58.0");
     assert_eq!(h.idp.issued(), 1);
 }
