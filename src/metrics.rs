@@ -51,6 +51,26 @@ pub struct RuleLabels {
     pub rule: &'static str,
 }
 
+/// What a token look-up came to (the `outcome` label of `token_cache`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    RefreshAhead,
+    Renegotiation,
+}
+
+impl CacheOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::RefreshAhead => "refresh_ahead",
+            CacheOutcome::Renegotiation => "renegotiation",
+        }
+    }
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -60,9 +80,9 @@ pub struct Metrics {
     /// `hit`, `miss` (the request waited for an exchange), `refresh_ahead` (served the current
     /// token while its renewal started), `renegotiation` (the upstream refused the session).
     pub token_cache: Family<OutcomeLabels, Counter>,
-    /// The `hit` counter of `token_cache`, resolved once: a hit is counted with one atomic add,
-    /// without the family's lock and label hashing.
-    hits: Counter,
+    /// The series of `token_cache`, resolved once (in `CacheOutcome` order): a look-up is counted
+    /// with one atomic add, without the family's lock and label hashing.
+    cache_outcomes: [Counter; 4],
     /// `ok`, `refused` (invalid_grant and other 4xx answers), `unavailable` (unreachable, 429,
     /// 5xx), `error` (an answer not understood, signing).
     pub exchanges: Family<ExchangeLabels, Counter>,
@@ -116,13 +136,15 @@ impl Metrics {
             "1 while a provider's breaker is open and new exchanges are refused fast",
             breaker_open.clone(),
         );
-        let hits = token_cache.get_or_create(&OutcomeLabels { outcome: "hit" }).clone();
+        let cache_outcomes =
+            [CacheOutcome::Hit, CacheOutcome::Miss, CacheOutcome::RefreshAhead, CacheOutcome::Renegotiation]
+                .map(|o| token_cache.get_or_create(&OutcomeLabels { outcome: o.label() }).clone());
         Metrics {
             registry,
             requests,
             request_seconds,
             token_cache,
-            hits,
+            cache_outcomes,
             exchanges,
             exchange_seconds,
             rejections,
@@ -130,12 +152,8 @@ impl Metrics {
         }
     }
 
-    pub fn cache(&self, outcome: &'static str) {
-        if outcome == "hit" {
-            self.hits.inc();
-        } else {
-            self.token_cache.get_or_create(&OutcomeLabels { outcome }).inc();
-        }
+    pub fn cache(&self, outcome: CacheOutcome) {
+        self.cache_outcomes[outcome as usize].inc();
     }
 
     /// The latency histogram of `route`, to be kept by the route (see `Route::latency`).

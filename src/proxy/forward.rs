@@ -134,13 +134,12 @@ pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> H
     // Room for what the proxy adds (`Host`, `Authorization`, `X-Request-Id`) without regrowing.
     let mut out = HeaderMap::with_capacity(incoming.len() + 3);
     for (name, value) in incoming {
-        if HOP_BY_HOP.contains(name)
+        if !crosses(incoming, name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::AUTHORIZATION
             || name == header::COOKIE
             || strip.contains(&Some(name))
-            || named_in_connection(incoming, name)
         {
             continue;
         }
@@ -149,14 +148,17 @@ pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> H
     out
 }
 
-/// Whether `Connection` names `name` (RFC 9110 section 7.6.1), compared without building names.
-fn named_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+/// Whether header `name` of a message with `headers` describes the message rather than its
+/// connection: neither hop-by-hop nor named in `Connection` (RFC 9110 section 7.6.1). Compared in
+/// place, without building names.
+fn crosses(headers: &HeaderMap, name: &HeaderName) -> bool {
+    !HOP_BY_HOP.contains(name)
+        && !headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Sends the request to `origin` and streams the answer back. Waits at most `timeout` for the
@@ -181,8 +183,8 @@ pub async fn send(
         }
         Ok(Err(e)) => {
             // The innermost error says why (refused, TLS, closed); the outer ones only wrap it.
-            let mut reason = e.error.to_string();
-            let mut source = std::error::Error::source(&*e.error);
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&*e);
             while let Some(s) = source {
                 reason = s.to_string();
                 source = s.source();
@@ -194,18 +196,11 @@ pub async fn send(
     let (parts, incoming) = upstream.into_parts();
     let mut response = Response::builder().status(parts.status).version(http::Version::HTTP_11);
     if let Some(headers) = response.headers_mut() {
-        // The upstream's headers, less those of its connection to us.
+        // The upstream's headers, less those of its connection to us (removed in place: most
+        // answers have none, and then nothing is copied).
         let mut kept = parts.headers;
-        let named: Vec<HeaderName> = kept
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named.iter().chain(&HOP_BY_HOP) {
+        let dropped: Vec<HeaderName> = kept.keys().filter(|name| !crosses(&kept, name)).cloned().collect();
+        for name in dropped {
             kept.remove(name);
         }
         *headers = kept;

@@ -227,7 +227,7 @@ impl Generation {
         let Some(route) = self.route_for(path) else {
             let err = ProxyError::NoRoute(path.to_owned());
             tracing::info!(%method, %path, status = 404, "No route for request.");
-            record(&NO_ROUTE, None, None, 404, started);
+            record(&EMPTY_LABEL, None, None, 404, started);
             return respond::error_response(&err, None, request_id.as_str());
         };
         let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
@@ -340,7 +340,7 @@ impl Generation {
         };
         let body = read_body(body, self.config.max_body).await?;
         let route = ctx.route;
-        let (requester_text, inject) = match &route.protocol {
+        let (requester_text, requester_header, inject) = match &route.protocol {
             Protocol::Soap { wsdl, requester, session, validation } => {
                 let from_element = match requester {
                     Requester::Element(path) => Some(path.as_slice()),
@@ -369,7 +369,7 @@ impl Generation {
                 ctx.soap = Some(scan.version);
                 ctx.operation = Some(wsdl.operations[scan.operation].name.clone());
                 let slot = scan.slot.map_err(ProxyError::Envelope)?;
-                let (requester_text, strip) = match requester {
+                let (requester_text, requester_header) = match requester {
                     Requester::Element(path) => {
                         let text = scan.requester.ok_or_else(|| {
                             ProxyError::MissingRequester(format!("the envelope has no {}", path.join("/")))
@@ -380,15 +380,15 @@ impl Generation {
                         (std::borrow::Cow::Borrowed(header_text(&parts.headers, name)?), Some(name))
                     }
                 };
-                let strip = [strip, self.config.policy.api_key_header.as_ref()];
-                (requester_text, Inject::Soap { body, slot, session, strip })
+                (requester_text, requester_header, Inject::Soap { body, slot, session })
             }
             Protocol::Rest { requester_header } => {
                 let requester_text = std::borrow::Cow::Borrowed(header_text(&parts.headers, requester_header)?);
-                let strip = [Some(requester_header), self.config.policy.api_key_header.as_ref()];
-                (requester_text, Inject::Rest { body, strip })
+                (requester_text, Some(requester_header), Inject::Rest { body })
             }
         };
+        // Not forwarded: the requester header, the caller's API key header.
+        let strip = [requester_header, self.config.policy.api_key_header.as_ref()];
         let subject = self.config.subjects.subject_for(&requester_text)?;
         ctx.subject = Some(subject.clone());
         if let Some(caller) = caller {
@@ -413,7 +413,7 @@ impl Generation {
         loop {
             let origin = self.origin(route, &token)?;
             let target = origin.target(&parts.uri).map_err(ProxyError::Upstream)?;
-            let (mut headers, body) = inject.with(&token, &parts.headers, &ctx.request_id);
+            let (mut headers, body) = inject.with(&token, &parts.headers, &strip, &ctx.request_id);
             headers.insert(header::HOST, origin.host());
             let response = forward::send(
                 &self.upstream,
@@ -441,7 +441,7 @@ impl Generation {
                 "Upstream refused the session; renewing it and sending the request once more."
             );
             self.store.invalidate(&key, &token);
-            crate::metrics::METRICS.cache("renegotiation");
+            crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Renegotiation);
             token = self.get_token(provider, &key).await?;
             replayed = true;
         }
@@ -511,15 +511,20 @@ fn token_key(provider: &crate::token::provider::Provider, subject: &Arc<str>) ->
 /// How the token goes into the request, per protocol: what a replay needs to do it again. The
 /// forwarded headers are made from the caller's for each send (a replay sends them again).
 enum Inject<'r> {
-    Soap { body: Bytes, slot: envelope::Slot, session: &'r [String], strip: [Option<&'r HeaderName>; 2] },
-    Rest { body: Bytes, strip: [Option<&'r HeaderName>; 2] },
+    Soap { body: Bytes, slot: envelope::Slot, session: &'r [String] },
+    Rest { body: Bytes },
 }
 
 impl Inject<'_> {
     /// The headers and body to send with `token`: the caller's headers less those that must not
-    /// cross, with the request's id.
-    fn with(&self, token: &Token, incoming: &HeaderMap, request_id: &RequestId) -> (HeaderMap, Bytes) {
-        let (Inject::Soap { strip, .. } | Inject::Rest { strip, .. }) = self;
+    /// cross and `strip`, with the request's id.
+    fn with(
+        &self,
+        token: &Token,
+        incoming: &HeaderMap,
+        strip: &[Option<&HeaderName>],
+        request_id: &RequestId,
+    ) -> (HeaderMap, Bytes) {
         let mut headers = forward::request_headers(incoming, strip);
         headers.insert(X_REQUEST_ID, request_id.header());
         match self {
@@ -566,15 +571,15 @@ fn set_charset_utf8(headers: &mut HeaderMap) {
     }
 }
 
-/// The route label of requests no route matched.
-static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+/// The empty label: the route of requests no route matched, the operation of REST requests.
+static EMPTY_LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
 
 /// Counts an answered request and its latency (`latency`: the route's histogram, none when no
 /// route matched).
 fn record(route: &Arc<str>, latency: Option<&Histogram>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
     let labels = crate::metrics::RequestLabels {
         route: Arc::clone(route),
-        operation: operation.map_or_else(|| Arc::clone(&NO_ROUTE), Arc::clone),
+        operation: operation.map_or_else(|| Arc::clone(&EMPTY_LABEL), Arc::clone),
         status,
     };
     crate::metrics::METRICS.requests.get_or_create(&labels).inc();
@@ -606,12 +611,9 @@ impl RequestId {
         static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-        let id = (u128::from(prefix) << 64) | u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let mut hex = [0u8; 32];
-        for (i, digit) in hex.iter_mut().enumerate() {
-            *digit = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        RequestId(HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&hex)).unwrap_or(HeaderValue::from_static("-")))
+        let next = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Hex digits are always a valid header value.
+        RequestId(HeaderValue::try_from(format!("{prefix:016x}{next:016x}")).unwrap_or(HeaderValue::from_static("-")))
     }
 
     pub fn as_str(&self) -> &str {

@@ -73,7 +73,6 @@ impl Conn {
 type Idle = Mutex<FxHashMap<Key, VecDeque<Conn>>>;
 
 /// The upstream connections of one config generation.
-#[derive(Clone)]
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
     idle: Arc<Idle>,
@@ -85,12 +84,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Why a request got no answer head: connecting failed, or the connection failed before it.
-#[derive(Debug)]
-pub struct SendError {
-    pub error: BoxError,
-}
-
 impl Pool {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Pool {
         Pool { connector, idle: Arc::new(Mutex::new(FxHashMap::default())) }
@@ -98,13 +91,14 @@ impl Pool {
 
     /// Sends `request` (origin-form URI, `Host` set) to `scheme://authority` and waits for the
     /// answer's head; the body streams as the caller reads it. A request that a reused
-    /// connection could not take (found closed before writing) goes again on a new one.
+    /// connection could not take (found closed before writing) goes again on a new one. An error
+    /// says why no answer head came: connecting failed, or the connection failed before it.
     pub async fn send(
         &self,
         scheme: &Scheme,
         authority: &Authority,
         mut request: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Result<Response<UpstreamBody>, BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone() };
         loop {
             let (mut conn, reused) = match self.checkout(&key) {
@@ -128,7 +122,7 @@ impl Pool {
                 Err(mut e) => match e.take_message() {
                     // Not written: the pooled connection had been closed by the upstream.
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError { error: Box::new(e.into_error()) }),
+                    _ => return Err(Box::new(e.into_error())),
                 },
             }
         }
@@ -146,19 +140,12 @@ impl Pool {
         None
     }
 
-    async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Conn, SendError> {
-        let fail = |error: BoxError| SendError { error };
-        let uri = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
-            .path_and_query("/")
-            .build()
-            .map_err(|e| fail(Box::new(e)))?;
+    async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Conn, BoxError> {
+        let uri = Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query("/").build()?;
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(fail)?;
-        let io = connector.call(uri).await.map_err(fail)?;
-        let (sender, driver) =
-            hyper::client::conn::http1::Builder::new().handshake(io).await.map_err(|e| fail(Box::new(e)))?;
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(uri).await?;
+        let (sender, driver) = hyper::client::conn::http1::Builder::new().handshake(io).await?;
         Ok(Conn { sender, driver: Some(Box::pin(driver)), idle_since: Instant::now() })
     }
 }

@@ -165,7 +165,7 @@ impl TokenStore for MemoryStore {
         let now = self.inner.clock.now();
         let token = self.inner.lookup(key, now)?;
         if now < token.refresh_at {
-            crate::metrics::METRICS.cache("hit");
+            crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Hit);
             Some(token)
         } else {
             None
@@ -177,18 +177,18 @@ impl TokenStore for MemoryStore {
         let metrics = &crate::metrics::METRICS;
         if let Some(token) = self.inner.lookup(key, now) {
             if now < token.refresh_at {
-                metrics.cache("hit");
+                metrics.cache(crate::metrics::CacheOutcome::Hit);
                 return futures_util::future::ready(Ok(token)).boxed();
             }
             if now < token.expires_at {
                 // Serve the current token; renew in the background.
-                metrics.cache("refresh_ahead");
+                metrics.cache(crate::metrics::CacheOutcome::RefreshAhead);
                 let mut inflight = lock(&self.inner.inflight);
                 drop(self.join_or_start(&mut inflight, key, fetch));
                 return futures_util::future::ready(Ok(token)).boxed();
             }
         }
-        metrics.cache("miss");
+        metrics.cache(crate::metrics::CacheOutcome::Miss);
         let running = {
             let mut inflight = lock(&self.inner.inflight);
             // An exchange may have finished between the look-up above and taking the lock.
