@@ -10,7 +10,7 @@
 //! resident memory idle, with 1,000 open connections, and with many cached subjects.
 //!
 //! Knobs (environment): E2E_SECONDS (10), E2E_ROUNDS (3), E2E_CONNECTIONS (50),
-//! E2E_SUBJECTS (100000); E2E_SERVE=N starts the pieces (1 worker each), prints their addresses
+//! E2E_SUBJECTS (100000); E2E_SERVE=N starts the pieces (E2E_WORKERS each, 1 unless set), prints their addresses
 //! and wrk commands, and holds them for N seconds without driving them (for profiling).
 
 use std::io::{Read, Write};
@@ -339,10 +339,12 @@ fn main() {
     ];
     if let Some(hold) = std::env::var("E2E_SERVE").ok().and_then(|v| v.parse::<u64>().ok()) {
         // For profiling: the pieces running, their addresses printed, nothing driven.
+        let workers = env_or("E2E_WORKERS", 1) as usize;
         let proxy_port = free_port();
         let nginx_port = free_port();
-        let (_proxy, pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, 1));
-        let _nginx = nginx(dir.path(), "proxy1", &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, 1));
+        let (_proxy, pid) =
+            start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, workers));
+        let _nginx = nginx(dir.path(), "proxy1", &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers));
         wait_listening(nginx_port);
         println!(
             "oauth-egress pid {pid} on 127.0.0.1:{proxy_port}; nginx proxy on {nginx_port}; upstream on {upstream_port}"

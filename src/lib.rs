@@ -118,6 +118,7 @@ pub async fn run(
     let tls = app.config().tls.as_ref().map(|t| t.0.clone());
     // Both listeners stop on the one shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stopped_all, _) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -134,6 +135,31 @@ pub async fn run(
         }
         None => None,
     };
+    // More workers: threads of their own, each a single-threaded runtime accepting on the same
+    // listening socket (nginx's model), so that a request stays on one thread from accept to
+    // answer with no work-stealing between them. This thread is the first worker.
+    let mut workers = Vec::new();
+    for n in 1..worker_count(config.workers) {
+        let fd = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
+        let socket = std::net::TcpListener::from(fd);
+        let (handler, tls, stop) = (handler.clone(), tls.clone(), stopped());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let exit = stopped_all.subscribe();
+        let thread = std::thread::Builder::new().name(format!("oauth-egress-{n}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(socket)?;
+                server::serve(listener, tls, handler, stop, drain).await;
+                let _ = done_tx.send(());
+                // Token exchanges this thread started may be awaited by requests on others:
+                // its runtime runs until every worker is done.
+                let mut exit = exit;
+                let _ = exit.wait_for(|done| *done).await;
+                Ok::<(), std::io::Error>(())
+            })
+        })?;
+        workers.push((thread, done_rx));
+    }
     let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), drain));
     // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,6 +187,19 @@ pub async fn run(
     systemd::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let _ = tcp.await;
+    let mut threads = Vec::with_capacity(workers.len());
+    for (thread, done) in workers {
+        let _ = done.await;
+        threads.push(thread);
+    }
+    let _ = stopped_all.send(true);
+    for thread in threads {
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "A worker thread could not serve."),
+            Ok(Err(_)) | Err(_) => tracing::warn!("A worker thread ended abnormally."),
+            Ok(Ok(Ok(()))) => {}
+        }
+    }
     #[cfg(unix)]
     if let Some(unix) = unix {
         let _ = unix.await;
@@ -171,4 +210,12 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// How many threads serve: `workers`, or one per CPU when 0.
+pub fn worker_count(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }

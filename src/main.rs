@@ -80,17 +80,9 @@ fn main() -> ExitCode {
             }
         }
     }
-    // One worker: tokio's single-threaded scheduler, which wakes tasks without the atomics and
-    // queues work-stealing needs. More: the multi-threaded one with that many threads.
-    let mut builder = match loaded.as_ref().map(|c| c.workers).filter(|w| *w > 0) {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(workers);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // Each serving thread is a single-threaded runtime of its own (`run` starts the others): a
+    // task is woken without the atomics and queues work-stealing needs.
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

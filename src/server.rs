@@ -40,13 +40,15 @@ pub struct PeerUser {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts until `shutdown` resolves, handing each connection to `on_connection` with a watcher
-/// for graceful shutdown; then waits up to `drain` for open connections to finish.
+/// for graceful shutdown; returns what `drain` waits on. The caller closes its listener before
+/// draining, so that a client connecting meanwhile is refused at once instead of waiting unseen
+/// in the backlog for the whole drain.
 async fn accept_loop<S, Fut, A, C>(
     mut accept: A,
     mut on_connection: C,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) where
+) -> GracefulShutdown
+where
     A: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<S>>,
     C: FnMut(S, hyper_util::server::graceful::Watcher),
@@ -66,6 +68,11 @@ async fn accept_loop<S, Fut, A, C>(
             _ = &mut shutdown => break,
         }
     }
+    graceful
+}
+
+/// Waits up to `drain` for the connections `graceful` watches to finish.
+async fn drain(graceful: GracefulShutdown, drain: Duration) {
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(drain_secs = drain.as_secs(), "Connections still open after the drain time; closing them.");
     }
@@ -121,7 +128,9 @@ pub async fn serve<H, Fut>(
             }
         });
     };
-    accept_loop(|| listener.accept(), on_connection, shutdown, drain).await;
+    let graceful = accept_loop(|| listener.accept(), on_connection, shutdown).await;
+    drop(listener);
+    self::drain(graceful, drain).await;
 }
 
 /// Serves HTTP/1.1 on a Unix socket until `shutdown` resolves; each request carries the peer's
@@ -148,7 +157,9 @@ pub async fn serve_unix<H, Fut>(
             }
         });
     };
-    accept_loop(|| listener.accept(), on_connection, shutdown, drain).await;
+    let graceful = accept_loop(|| listener.accept(), on_connection, shutdown).await;
+    drop(listener);
+    self::drain(graceful, drain).await;
 }
 
 /// The per-connection service: hands each request on with what is known of the peer.

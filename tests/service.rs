@@ -184,3 +184,92 @@ async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
     assert!(answered.iter().any(|v| v["span"]["request_id"] == made_id.as_str() && v["path"] == "/fixed/b"));
     assert!(!lines.iter().any(|l| l.contains("00DLOOPBACK")), "no token in the logs");
 }
+
+/// `workers = 3`: two more threads serve beside the main one, each with a runtime of its own on
+/// the one listening socket. Requests on many connections at once are all answered; on SIGTERM
+/// every thread stops accepting and lets its requests in flight finish before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_thread_serves_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("test.key"), &key_pem());
+    copy_wsdls(dir.path());
+    let sessions = Sessions::default();
+    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
+    let idp = LoopbackIdp::start(
+        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
+        sessions,
+    )
+    .await
+    .unwrap();
+    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
+    let config = dir.path().join("oauth-egress.toml");
+    let three = default_config(&peers).replacen("[server]\n", "[server]\nworkers = 3\n", 1);
+    std::fs::write(&config, format!("{three}\n[log]\nformat = \"json\"\n")).unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    wait_until("the Listening line", || lines.lock().unwrap().iter().any(|l| l.contains("Listening."))).await;
+    let listen = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "Listening.")
+        .map(|v| v["listen"].as_str().unwrap().to_owned())
+        .unwrap();
+    let pid = child.id().unwrap();
+    // A thread takes its name once it runs.
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    wait_until("threads oauth-egress-1 and -2", || {
+        let names = threads();
+        names.iter().any(|t| t == "oauth-egress-1") && names.iter().any(|t| t == "oauth-egress-2")
+    })
+    .await;
+
+    // Twelve connections, a request on each, all held at the upstream when SIGTERM arrives.
+    let client = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    assert_eq!(
+        client().get(format!("http://{listen}/fixed/warm")).header("X-Requester", ALICE).send().await.unwrap().status(),
+        200
+    );
+    upstream.hold();
+    let arrived = upstream.arrived();
+    let in_flight: Vec<_> = (0..12)
+        .map(|i| {
+            let url = format!("http://{listen}/fixed/{i}");
+            let http = client();
+            tokio::spawn(async move { http.get(url).header("X-Requester", ALICE).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    wait_until("12 requests at the upstream", || upstream.arrived() == arrived + 12).await;
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    // No thread accepts any more.
+    let refused = client().get(format!("http://{listen}/fixed/late")).header("X-Requester", ALICE).send().await;
+    assert!(refused.is_err(), "a new connection after SIGTERM: {refused:?}");
+    upstream.release();
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().unwrap(), 200, "a request in flight completed");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -40,11 +40,23 @@ const MAX_IDLE_PER_ORIGIN: usize = 512;
 /// A connection idle longer than this is closed instead of used.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Where a connection goes: scheme (TLS or not) and authority.
+/// Where a connection goes: scheme (TLS or not) and authority; and which thread uses it. Each
+/// serving thread runs a runtime of its own, and a connection is registered with the runtime
+/// that opened it: used from another thread, every wake-up would cross threads.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     tls: bool,
     authority: Authority,
+    thread: u32,
+}
+
+/// A number for the calling thread, for `Key::thread`.
+fn thread_number() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    thread_local! {
+        static NUMBER: u32 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
 }
 
 /// One HTTP/1.1 connection: the handle requests are sent through and the state machine that
@@ -99,7 +111,7 @@ impl Pool {
         authority: &Authority,
         mut request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
-        let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone() };
+        let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
         loop {
             let (mut conn, reused) = match self.checkout(&key) {
                 Some(conn) => (conn, true),
