@@ -21,9 +21,10 @@ use super::error::UpstreamError;
 use super::pool::Pool;
 use crate::config::is_loopback;
 
+const HOPS: usize = 8;
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and so are
 /// never forwarded; plus those named in `Connection`.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -133,8 +134,9 @@ pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
 pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> HeaderMap {
     // Room for what the proxy adds (`Host`, `Authorization`, `X-Request-Id`) without regrowing.
     let mut out = HeaderMap::with_capacity(incoming.len() + 3);
+    let named = names_more_in_connection(incoming);
     for (name, value) in incoming {
-        if !crosses(incoming, name)
+        if !crosses(incoming, named, name)
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::AUTHORIZATION
@@ -149,16 +151,47 @@ pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> H
 }
 
 /// Whether header `name` of a message with `headers` describes the message rather than its
-/// connection: neither hop-by-hop nor named in `Connection` (RFC 9110 section 7.6.1). Compared in
-/// place, without building names.
-fn crosses(headers: &HeaderMap, name: &HeaderName) -> bool {
-    !HOP_BY_HOP.contains(name)
-        && !headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+/// connection: neither hop-by-hop nor named in `Connection` (RFC 9110 section 7.6.1). `named`:
+/// what `names_more_in_connection` said of these headers.
+fn crosses(headers: &HeaderMap, named: bool, name: &HeaderName) -> bool {
+    let listed = || connection_names(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()));
+    !(HOP_BY_HOP.contains(name) || named && listed())
+}
+
+/// Whether `Connection` names a header other than the hop-by-hop ones (`close` and `keep-alive`,
+/// the tokens nearly every `Connection` holds, name nothing more): only then must each header be
+/// looked for among its tokens. Compared in place, without building names.
+fn names_more_in_connection(headers: &HeaderMap) -> bool {
+    connection_names(headers).any(|token| {
+        !token.eq_ignore_ascii_case("keep-alive")
+            && !token.eq_ignore_ascii_case("close")
+            && !HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
+    })
+}
+
+/// The tokens of a message's `Connection` headers.
+fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
+/// Removes from `headers` those of the connection they came on (see `crosses`), in place: an
+/// answer usually has only `Connection` itself of them, and then nothing else is looked at twice.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if names_more_in_connection(headers) {
+        let dropped: Vec<HeaderName> = headers.keys().filter(|name| !crosses(headers, true, name)).cloned().collect();
+        for name in dropped {
+            headers.remove(name);
+        }
+        return;
+    }
+    // Each hop-by-hop header at most once (values of one name share their key).
+    let mut found: [Option<HeaderName>; HOPS] = Default::default();
+    for (slot, name) in found.iter_mut().zip(headers.keys().filter(|name| HOP_BY_HOP.contains(name))) {
+        *slot = Some(name.clone());
+    }
+    for name in found.into_iter().flatten() {
+        headers.remove(name);
+    }
 }
 
 /// Sends the request to `origin` and streams the answer back. Waits at most `timeout` for the
@@ -196,13 +229,9 @@ pub async fn send(
     let (parts, incoming) = upstream.into_parts();
     let mut response = Response::builder().status(parts.status).version(http::Version::HTTP_11);
     if let Some(headers) = response.headers_mut() {
-        // The upstream's headers, less those of its connection to us (removed in place: most
-        // answers have none, and then nothing is copied).
+        // The upstream's headers, less those of its connection to us (removed in place).
         let mut kept = parts.headers;
-        let dropped: Vec<HeaderName> = kept.keys().filter(|name| !crosses(&kept, name)).cloned().collect();
-        for name in dropped {
-            kept.remove(name);
-        }
+        remove_hop_by_hop(&mut kept);
         *headers = kept;
     }
     response.body(incoming.boxed()).map_err(|e| UpstreamError::BadUrl(e.to_string()))
@@ -255,6 +284,44 @@ mod tests {
         let out = request_headers(&h, &[Some(&requester), None]);
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out.contains_key("soapaction"));
+    }
+
+    #[test]
+    fn an_answer_loses_the_headers_of_its_connection_only() {
+        let answer = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            remove_hop_by_hop(&mut h);
+            let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            names.sort_unstable();
+            names.join(" ")
+        };
+        // The usual answer: `Connection: keep-alive` (and its `Keep-Alive`) name nothing more.
+        let usual = [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "text/xml"),
+            ("content-length", "3"),
+        ];
+        assert_eq!(answer(&usual), "content-length content-type");
+        // Headers `Connection` names go too, in any case and spacing; others stay.
+        let named = [
+            ("connection", "Close"),
+            ("connection", " X-Hop ,upgrade"),
+            ("x-hop", "1"),
+            ("upgrade", "h2c"),
+            ("x-other", "2"),
+            ("transfer-encoding", "chunked"),
+        ];
+        assert_eq!(answer(&named), "x-other");
+        assert_eq!(answer(&[("x-only", "1")]), "x-only");
+        // A request with `Connection: keep-alive`: its other headers cross.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        assert_eq!(request_headers(&h, &[]).keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]
