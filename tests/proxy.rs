@@ -505,6 +505,143 @@ async fn upstream_connections_are_reused_and_one_the_upstream_closed_is_replaced
     assert_eq!(bare.bearers.load(Ordering::SeqCst), 8);
 }
 
+/// An upstream that answers each request as its path says, with the framing under test written
+/// byte for byte; it counts connections and checks every request carried a bearer token.
+fn scripted_upstream(listener: tokio::net::TcpListener) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut served = 0;
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .split("\r\n")
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.parse::<usize>().unwrap());
+                        if buf.len() < end + 4 + length {
+                            break;
+                        }
+                        buf.drain(..end + 4 + length);
+                        assert!(head.contains("\r\nauthorization: bearer "), "{head}");
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                        served += 1;
+                        // Gone without a word when it is not the connection's first request: as
+                        // an upstream closing an idle connection just as the request arrives.
+                        if path == "/base/fixed/vanish" && served > 1 {
+                            return;
+                        }
+                        let (answer, then_close): (&[u8], bool) = match path.as_str() {
+                            "/base/fixed/chunked" => (
+                                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+                                false,
+                            ),
+                            "/base/fixed/interim" => {
+                                (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ninterim", false)
+                            }
+                            "/base/fixed/empty" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                            "/base/fixed/head" => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+                            "/base/fixed/close" => (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true),
+                            "/base/fixed/garbage" => (b"SMTP ready\r\n\r\n", true),
+                            "/base/fixed/two-lengths" => {
+                                (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc", true)
+                            }
+                            "/base/fixed/cut" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
+                            _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+                        };
+                        if stream.write_all(answer).await.is_err() || then_close {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    connections
+}
+
+static SCRIPTED_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+#[tokio::test]
+async fn upstream_answers_are_framed_as_http_1_1_says_and_bad_ones_are_502() {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    SCRIPTED_PORT.store(listener.local_addr().unwrap().port(), Ordering::SeqCst);
+    let connections = scripted_upstream(listener);
+    let h = Harness::with(Setup {
+        config: |p| {
+            let port = SCRIPTED_PORT.load(Ordering::SeqCst);
+            default_config(&Peers { token_url: p.token_url.clone(), upstream: format!("http://127.0.0.1:{port}") })
+        },
+        ..Setup::default()
+    })
+    .await;
+    let alice = [("X-Requester", ALICE)];
+    // Chunked (with an extension and a trailer), an interim 100 before the answer, no content,
+    // the length of a HEAD answer without its body: each read to its end, and the one connection
+    // serves them all.
+    let a = h.get("/fixed/chunked", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "hello world"));
+    assert_eq!(a.headers["x-kept"], "1");
+    assert!(!a.headers.contains_key("x-trailer"));
+    let a = h.get("/fixed/interim", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "interim"));
+    let a = h.get("/fixed/empty", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (204, ""));
+    let head = h.http.head(h.url("/fixed/head")).header("X-Requester", ALICE).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "5");
+    let a = h.get("/fixed/ok", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "ok"));
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection for all of them");
+
+    // Delimited by the close: read to the end, and that connection is not used again.
+    let a = h.get("/fixed/close", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "until the end"));
+    assert_eq!(h.get("/fixed/ok", &alice).await.status, 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // Not HTTP, or a length that contradicts itself: 502, naming it.
+    assert_problem(&h.get("/fixed/garbage", &alice).await, 502, "upstream_unreachable", "not HTTP/1.1");
+    assert_problem(
+        &h.get("/fixed/two-lengths", &alice).await,
+        502,
+        "upstream_unreachable",
+        "conflicting Content-Length",
+    );
+    // A body cut short: the caller sees the answer fail, not a short answer that looks whole.
+    // (The connection to the caller is cut before or after the head, as far as it had gone.)
+    let cut = h.http.get(h.url("/fixed/cut")).header("X-Requester", ALICE).send().await;
+    match cut {
+        Ok(answer) => assert!(answer.bytes().await.is_err(), "a truncated body is an error"),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    assert_eq!(h.get("/fixed/ok", &alice).await.status, 200, "and the proxy goes on");
+
+    // The upstream closes a reused connection on receiving the request, without answering: a
+    // GET may be repeated and goes again on a new connection; a POST may have acted, and is not.
+    let before = connections.load(Ordering::SeqCst);
+    let a = h.get("/fixed/vanish", &alice).await;
+    assert_eq!((a.status, a.body.as_str()), (200, "ok"), "the GET repeated");
+    assert_eq!(connections.load(Ordering::SeqCst), before + 1);
+    assert_eq!(h.get("/fixed/ok", &alice).await.status, 200);
+    let a = h.post("/fixed/vanish", "application/json", "{}", &alice).await;
+    assert_problem(&a, 502, "upstream_unreachable", "closed the connection without answering");
+}
+
 #[tokio::test]
 async fn envelope_problems_are_client_faults_naming_the_problem() {
     let h = Harness::start().await;

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, header};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use super::ProxyBody;
 use super::error::UpstreamError;
-use super::pool::Pool;
+use super::pool::{Outgoing, Pool};
 use crate::config::is_loopback;
 
 const HOPS: usize = 8;
@@ -170,7 +170,7 @@ fn names_more_in_connection(headers: &HeaderMap) -> bool {
 }
 
 /// The tokens of a message's `Connection` headers.
-fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub(super) fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
@@ -206,10 +206,7 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = Uri::from(target.clone());
-    *request.headers_mut() = headers;
+    let request = Outgoing { method: &method, target: &target, headers: &headers, body: &body };
     let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
         Err(_) => {
             return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });

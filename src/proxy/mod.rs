@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod pool;
 pub mod respond;
 pub mod session;

@@ -1,39 +1,35 @@
-//! Upstream connections: HTTP/1.1 over TCP or TLS, kept per origin between requests and driven
-//! by the request that uses them. What is sent and how answers are shaped lives in `forward`.
+//! Upstream connections: HTTP/1.1 over TCP or TLS, kept per origin and serving thread between
+//! requests. A request's own task writes it and reads the answer's head (`h1`); the answer's body
+//! reads on from the same connection and, once read to its end, puts the connection back. A
+//! pooled connection is not read while idle: one the upstream closed meanwhile is found closed
+//! when taken (a read that would not wait finds its end), and a new one is used instead.
 //!
-//! Why not hyper-util's pooled client: it runs every connection as a task of its own, so each
-//! request crosses a channel to that task and back, and checks a connection out of a shared pool
-//! through futures, a hash of the origin and an extension map per response. Here the request's
-//! own task writes the request and reads the answer (hyper's connection state machine, polled in
-//! place), and the answer's body keeps polling it until the last byte, then puts the connection
-//! back. A pooled connection is not polled while idle: one the upstream closed meanwhile is found
-//! closed when next used, before the request is written, and the request goes on a new one.
+//! Why not hyper-util's pooled client (a task per connection, a channel hop per request, a shared
+//! pool behind futures) or hyper's client connection (see `h1`): measured, each cost more than
+//! the rest of a cached call.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
-use http_body_util::Full;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{Connection, SendRequest};
+use bytes::{Bytes, BytesMut};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Response, Uri};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustc_hash::FxHashMap;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::BoxError;
+use super::h1::{self, Framing};
 
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-/// hyper's HTTP/1.1 state machine for one connection.
-type Driver = Pin<Box<Connection<Io, Full<Bytes>>>>;
+type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 /// Idle connections kept per origin at most; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 512;
@@ -59,26 +55,24 @@ fn thread_number() -> u32 {
     NUMBER.with(|n| *n)
 }
 
-/// One HTTP/1.1 connection: the handle requests are sent through and the state machine that
-/// does the I/O, polled by whoever holds the connection.
+/// One HTTP/1.1 connection and what has been read from it and not yet used.
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    /// The state machine; gone once the connection has ended. Dropping it is what fails a
-    /// request still queued for it (with the request given back) and a body still expected
-    /// from it: an ended state machine kept would leave both waiting forever.
-    driver: Option<Driver>,
+    io: Io,
+    buf: BytesMut,
     idle_since: Instant,
 }
 
 impl Conn {
-    /// Polls the state machine once; false once the connection has ended.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(driver) = self.driver.as_mut()
-            && driver.as_mut().poll(cx).is_ready()
-        {
-            self.driver = None;
+    /// Whether a pooled connection can take a request: open, nothing unasked-for waiting on it,
+    /// not idle too long. Reads without waiting (the socket is not read otherwise while idle).
+    fn usable(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.idle_since) >= IDLE_TIMEOUT || !self.buf.is_empty() {
+            return false;
         }
-        self.driver.is_some()
+        let mut probe = [0u8; 1];
+        let mut read = tokio::io::ReadBuf::new(&mut probe);
+        // Pending: open and quiet. Read: closed (0 bytes), or bytes nobody asked for.
+        matches!(Pin::new(&mut self.io).poll_read(&mut Context::from_waker(Waker::noop()), &mut read), Poll::Pending)
     }
 }
 
@@ -96,56 +90,71 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// What `send` sends: method, target (origin-form), headers (with `Host`, without framing
+/// headers), body.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub target: &'a PathAndQuery,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
+
 impl Pool {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Pool {
         Pool { connector, idle: Arc::new(Mutex::new(FxHashMap::default())) }
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) to `scheme://authority` and waits for the
-    /// answer's head; the body streams as the caller reads it. A request that a reused
-    /// connection could not take (found closed before writing) goes again on a new one. An error
-    /// says why no answer head came: connecting failed, or the connection failed before it.
+    /// Sends a request to `scheme://authority` and waits for the answer's head; the body streams
+    /// as the caller reads it. On a reused connection that fails before any answer (the upstream
+    /// closed it just as it was taken), a request that may be repeated (RFC 9110 section 9.2.2)
+    /// goes again on a new connection; any other is failed, not sent twice. An error says why no
+    /// answer head came.
     pub async fn send(
         &self,
         scheme: &Scheme,
         authority: &Authority,
-        mut request: Request<Full<Bytes>>,
+        request: Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
+        let head = h1::encode_head(request.method, request.target, request.headers, request.body.len());
         loop {
             let (mut conn, reused) = match self.checkout(&key) {
                 Some(conn) => (conn, true),
                 None => (self.connect(scheme, authority).await?, false),
             };
-            let mut answer = std::pin::pin!(conn.sender.try_send_request(request));
-            let result = std::future::poll_fn(|cx| {
-                // The state machine first (it writes the request and reads the answer), then
-                // the answer it hands over; an ended connection fails the answer too.
-                conn.drive(cx);
-                answer.as_mut().poll(cx)
-            })
-            .await;
-            match result {
-                Ok(response) => {
-                    let (parts, incoming) = response.into_parts();
-                    let body = UpstreamBody { incoming, conn: Some(conn), done: false, idle: self.idle.clone(), key };
-                    return Ok(Response::from_parts(parts, body));
+            let answer = async {
+                h1::write_request(&mut conn.io, &head, request.body)
+                    .await
+                    .map_err(|e| h1::Failure { error: e.into(), no_answer: true })?;
+                h1::read_head(&mut conn.io, &mut conn.buf, request.method).await
+            };
+            match answer.await {
+                Ok(head) => {
+                    let mut response = Response::new(UpstreamBody {
+                        conn: Some(conn),
+                        framing: head.framing,
+                        reusable: head.reusable,
+                        idle: self.idle.clone(),
+                        key,
+                    });
+                    *response.status_mut() = head.status;
+                    *response.version_mut() = head.version;
+                    *response.headers_mut() = head.headers;
+                    return Ok(response);
                 }
-                Err(mut e) => match e.take_message() {
-                    // Not written: the pooled connection had been closed by the upstream.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(Box::new(e.into_error())),
-                },
+                Err(failure) if reused && failure.no_answer && request.method.is_idempotent() => {}
+                Err(failure) => return Err(failure.error),
             }
         }
     }
 
     /// The most recently used idle connection to `key` that is still open and not too old.
     fn checkout(&self, key: &Key) -> Option<Conn> {
+        let now = Instant::now();
         let mut idle = lock(&self.idle);
         let conns = idle.get_mut(key)?;
-        while let Some(conn) = conns.pop_back() {
-            if conn.driver.is_some() && !conn.sender.is_closed() && conn.idle_since.elapsed() < IDLE_TIMEOUT {
+        while let Some(mut conn) = conns.pop_back() {
+            if conn.usable(now) {
                 return Some(conn);
             }
         }
@@ -157,8 +166,7 @@ impl Pool {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri).await?;
-        let (sender, driver) = hyper::client::conn::http1::Builder::new().handshake(io).await?;
-        Ok(Conn { sender, driver: Some(Box::pin(driver)), idle_since: Instant::now() })
+        Ok(Conn { io: TokioIo::new(io), buf: BytesMut::with_capacity(8 * 1024), idle_since: Instant::now() })
     }
 }
 
@@ -167,12 +175,12 @@ fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Conn>>
     idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An upstream answer's body. Reading it drives the connection it arrives on; once read to the
-/// end, the connection goes back to the pool (dropped unread, it is closed).
+/// An upstream answer's body, read from its connection as the caller asks for it; once read to
+/// the end, the connection goes back to the pool (dropped before, it is closed).
 pub struct UpstreamBody {
-    incoming: Incoming,
     conn: Option<Conn>,
-    done: bool,
+    framing: Framing,
+    reusable: bool,
     idle: Arc<Idle>,
     key: Key,
 }
@@ -183,44 +191,56 @@ impl Body for UpstreamBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(conn) = this.conn.as_mut() {
-            conn.drive(cx);
+        let Some(conn) = this.conn.as_mut() else { return Poll::Ready(None) };
+        match std::task::ready!(this.framing.poll_data(&mut conn.io, &mut conn.buf, cx)) {
+            Ok(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Ok(None) => {
+                this.give_back();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                // The connection is in an unknown state: closed.
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
         }
-        let frame = std::task::ready!(Pin::new(&mut this.incoming).poll_frame(cx));
-        if frame.is_none() {
-            this.done = true;
-        }
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.incoming.is_end_stream()
+        self.conn.is_none() || self.framing.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
+        self.framing.exact().map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
+impl UpstreamBody {
+    /// The body has been read to its end: its connection goes back to the pool if it can carry
+    /// another request.
+    fn give_back(&mut self) {
         let Some(mut conn) = self.conn.take() else { return };
-        if !(self.done || self.incoming.is_end_stream()) {
+        if !self.reusable || !self.framing.is_done() || !conn.buf.is_empty() {
             return;
         }
-        // Let the state machine finish the message and wait for the next request; it is
-        // polled with a real waker again by the request that takes it.
-        if !conn.drive(&mut Context::from_waker(Waker::noop())) || conn.sender.is_closed() {
-            return;
-        }
-        conn.idle_since = Instant::now();
+        let now = Instant::now();
+        conn.idle_since = now;
         let mut idle = lock(&self.idle);
         let conns = idle.entry(self.key.clone()).or_default();
-        while conns.front().is_some_and(|c| c.idle_since.elapsed() >= IDLE_TIMEOUT)
+        while conns.front().is_some_and(|c| now.saturating_duration_since(c.idle_since) >= IDLE_TIMEOUT)
             || conns.len() >= MAX_IDLE_PER_ORIGIN
         {
             conns.pop_front();
         }
         conns.push_back(conn);
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // An answer without a body (or whose end came with its last data) is done unread.
+        if self.framing.is_done() {
+            self.give_back();
+        }
     }
 }
