@@ -544,14 +544,15 @@ impl Inject<'_> {
 /// The action a SOAP request names: SOAP 1.2's `action` media-type parameter, or SOAP 1.1's
 /// `SOAPAction` header, unquoted.
 fn soap_action(headers: &HeaderMap) -> Option<String> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.trim_start().to_ascii_lowercase().starts_with("application/soap+xml") {
-        return content_type.split(';').skip(1).find_map(|param| {
+    static SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if crate::soap::SoapVersion::from_content_type(content_type) == crate::soap::SoapVersion::V12 {
+        return content_type.unwrap_or_default().split(';').skip(1).find_map(|param| {
             let (k, v) = param.split_once('=')?;
             k.trim().eq_ignore_ascii_case("action").then(|| v.trim().trim_matches('"').to_owned())
         });
     }
-    headers.get("soapaction").and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
+    headers.get(&SOAP_ACTION).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
 }
 
 /// After a UTF-16 body was transcoded, its `Content-Type` says UTF-8.

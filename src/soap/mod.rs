@@ -42,7 +42,9 @@ impl SoapVersion {
     /// (too large, not XML): `application/soap+xml` is SOAP 1.2, anything else SOAP 1.1.
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         match content_type {
-            Some(ct) if ct.trim_start().to_ascii_lowercase().starts_with("application/soap+xml") => SoapVersion::V12,
+            Some(ct) if ct.trim_start().get(..20).is_some_and(|t| t.eq_ignore_ascii_case("application/soap+xml")) => {
+                SoapVersion::V12
+            }
             _ => SoapVersion::V11,
         }
     }
