@@ -1231,6 +1231,26 @@ mod tests {
                 .map(|_| ()),
             Err(EnvelopeError::Malformed { .. })
         ));
+        // End tags must close the innermost open element by its qualified name, in the header, at
+        // the envelope's level and inside the operation alike; none may close what is not open.
+        let env_ns = r#"xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:p="urn:partner.soap.sforce.com""#;
+        for body in [
+            format!("<s:Envelope {env_ns}><s:Header></s:Body><s:Body><p:query/></s:Body></s:Envelope>"),
+            format!(
+                "<s:Envelope {env_ns}><s:Body><p:query><p:queryString>x</p:query></p:queryString></s:Body></s:Envelope>"
+            ),
+            format!(
+                "<s:Envelope {env_ns} xmlns:q=\"urn:partner.soap.sforce.com\"><s:Body><p:query><p:queryString>x</q:queryString></p:query></s:Body></s:Envelope>"
+            ),
+            format!("<s:Envelope {env_ns}><s:Body><p:query/></s:Body></s:Envelope></x>"),
+        ] {
+            match run(&body, Some(SID), SID, w).map(|_| ()) {
+                Err(EnvelopeError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("ill-formed document"), "{body}: {reason}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]
