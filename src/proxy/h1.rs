@@ -335,6 +335,23 @@ impl Framing {
     }
 }
 
+/// Reads a whole answer from `wire` as if it had come on a connection that then closed: its
+/// head, and its body decoded. For the fuzz target and tests; the proxy reads answers as they
+/// arrive (`read_head`, `Framing::poll_data`).
+pub fn decode_answer(wire: &[u8], method: &Method) -> Result<(Head, Vec<u8>), String> {
+    let mut buf = BytesMut::from(wire);
+    let mut head = parse_head(&mut buf, method)?.ok_or("the head is incomplete")?;
+    let mut body = Vec::new();
+    loop {
+        match head.framing.step(&mut buf).map_err(|e| e.to_string())? {
+            Step::Data(data) => body.extend_from_slice(&data),
+            Step::End => return Ok((head, body)),
+            Step::More if matches!(head.framing, Framing::Close) => return Ok((head, body)),
+            Step::More => return Err("the connection closed before the end of the answer".to_owned()),
+        }
+    }
+}
+
 enum Step {
     Data(Bytes),
     End,
@@ -459,6 +476,18 @@ mod tests {
             let mut buf = BytesMut::from(bad);
             assert!(parse_head(&mut buf, &Method::GET).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn whole_answers_decode_or_say_why_not() {
+        let (head, body) =
+            decode_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", &Method::GET)
+                .expect("decodes");
+        assert_eq!((head.status, body.as_slice()), (StatusCode::OK, &b"abc"[..]));
+        let (_, body) = decode_answer(b"HTTP/1.1 200 OK\r\n\r\nto the close", &Method::GET).expect("decodes");
+        assert_eq!(body, b"to the close");
+        assert!(decode_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort", &Method::GET).is_err());
+        assert!(decode_answer(b"HTTP/1.1 200 OK\r\n", &Method::GET).is_err());
     }
 
     #[test]
