@@ -42,11 +42,20 @@ fn require(tool: &str) {
     assert!(found.unwrap_or(false), "{tool} is missing: run benches/e2e.sh, which installs it");
 }
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: asked with SIGTERM first (nginx's master then stops its
+/// workers; killed outright, it leaves them running), killed if still there after 5 s.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

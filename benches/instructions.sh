@@ -23,6 +23,8 @@ cleanup() {
     [ -n "${vg:-}" ] && kill "$vg" 2>/dev/null || true
     [ -n "${serve:-}" ] && kill "$serve" 2>/dev/null || true
     pkill -f "e2e-.*" 2>/dev/null || true
+    # The bench's own children (its proxy, nginx instances) run with paths under its directory.
+    [ -n "${dir:-}" ] && pkill -f "$dir" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
