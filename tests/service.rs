@@ -16,37 +16,9 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_then_sigterm_drains_the_request_in_flight() {
-    let dir = tempfile::tempdir().unwrap();
-    write_private(&dir.path().join("test.key"), &key_pem());
-    copy_wsdls(dir.path());
-    let sessions = Sessions::default();
-    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
-    let idp = LoopbackIdp::start(
-        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
-        sessions,
-    )
-    .await
-    .unwrap();
-    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
-    let config = dir.path().join("oauth-egress.toml");
-    std::fs::write(
-        &config,
-        default_config(&peers).replacen("[server]\n", "[server]\nunix_socket = \"proxy.sock\"\n", 1),
-    )
-    .unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
-
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let Service { dir, upstream, idp: _idp, notify, mut child, .. } =
+        Service::start("unix_socket = \"proxy.sock\"").await;
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
 
     let socket = dir.path().join("proxy.sock");
     assert_eq!(get_over_unix_socket(&socket, ALICE).await, 200, "serving once ready");
@@ -86,52 +58,78 @@ fn collect_lines(stderr: tokio::process::ChildStderr) -> std::sync::Arc<std::syn
     lines
 }
 
+/// A `run` child serving the default config with `server_lines` added under `[server]` and JSON
+/// logs, started as systemd starts it; ready once it said `READY=1` and logged where it listens.
+struct Service {
+    /// Holds the config and keys; kept for as long as the service runs.
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    /// The config it was started with.
+    base: String,
+    upstream: LoopbackUpstream,
+    idp: LoopbackIdp,
+    notify: tokio::net::UnixDatagram,
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    listen: String,
+}
+
+impl Service {
+    async fn start(server_lines: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        write_private(&dir.path().join("test.key"), &key_pem());
+        copy_wsdls(dir.path());
+        let sessions = Sessions::default();
+        let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
+        let idp = LoopbackIdp::start(
+            IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
+            sessions,
+        )
+        .await
+        .unwrap();
+        let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
+        let config = dir.path().join("oauth-egress.toml");
+        let server = default_config(&peers).replacen("[server]\n", &format!("[server]\n{server_lines}\n"), 1);
+        let base = format!("{server}\n[log]\nformat = \"json\"\n");
+        std::fs::write(&config, &base).unwrap();
+        let notify_path = dir.path().join("notify.sock");
+        let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = collect_lines(child.stderr.take().unwrap());
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        // READY=1 is sent after "Listening." is written.
+        wait_until("the Listening line", || lines.lock().unwrap().iter().any(|l| l.contains("Listening."))).await;
+        let listen = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(json)
+            .find(|v| v["message"] == "Listening.")
+            .map(|v| v["listen"].as_str().unwrap().to_owned())
+            .unwrap();
+        Service { dir, config, base, upstream, idp, notify, child, lines, listen }
+    }
+}
+
+fn json(line: &String) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    write_private(&dir.path().join("test.key"), &key_pem());
-    copy_wsdls(dir.path());
-    let sessions = Sessions::default();
-    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
-    let idp = LoopbackIdp::start(
-        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
-        sessions,
-    )
-    .await
-    .unwrap();
-    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
-    let config = dir.path().join("oauth-egress.toml");
     // One worker: the single-threaded runtime serves, reloads and logs as the threaded one does.
-    let one_worker = default_config(&peers).replacen("[server]\n", "[server]\nworkers = 1\n", 1);
-    let base = format!("{one_worker}\n[log]\nformat = \"json\"\n");
-    std::fs::write(&config, &base).unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = collect_lines(child.stderr.take().unwrap());
-    let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
-    let json =
-        |line: &String| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    // READY=1 is sent after "Listening." is written.
-    wait_until("the Listening line", || lines.lock().unwrap().iter().any(|l| l.contains("Listening."))).await;
-    let listen = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .map(json)
-        .find(|v| v["message"] == "Listening.")
-        .map(|v| v["listen"].as_str().unwrap().to_owned())
-        .unwrap();
+    let Service { config, base, upstream, mut child, lines, listen, dir: _dir, idp: _idp, .. } =
+        Service::start("workers = 1").await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{listen}{path}");
 
@@ -190,45 +188,8 @@ async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
 /// every thread stops accepting and lets its requests in flight finish before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_thread_serves_and_drains_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    write_private(&dir.path().join("test.key"), &key_pem());
-    copy_wsdls(dir.path());
-    let sessions = Sessions::default();
-    let upstream = LoopbackUpstream::start(sessions.clone()).await.unwrap();
-    let idp = LoopbackIdp::start(
-        IdpOptions::salesforce(CLIENT_ID, AUDIENCE, key().to_public_key(), upstream.url()),
-        sessions,
-    )
-    .await
-    .unwrap();
-    let peers = Peers { token_url: idp.token_url(), upstream: upstream.url() };
-    let config = dir.path().join("oauth-egress.toml");
-    let three = default_config(&peers).replacen("[server]\n", "[server]\nworkers = 3\n", 1);
-    std::fs::write(&config, format!("{three}\n[log]\nformat = \"json\"\n")).unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_oauth-egress"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = collect_lines(child.stderr.take().unwrap());
+    let Service { upstream, notify, mut child, listen, dir: _dir, idp: _idp, .. } = Service::start("workers = 3").await;
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(30), notify.recv(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(&buf[..n], b"READY=1");
-    wait_until("the Listening line", || lines.lock().unwrap().iter().any(|l| l.contains("Listening."))).await;
-    let listen = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "Listening.")
-        .map(|v| v["listen"].as_str().unwrap().to_owned())
-        .unwrap();
     let pid = child.id().unwrap();
     // A thread takes its name once it runs.
     let threads = || -> Vec<String> {
