@@ -39,11 +39,30 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where a connection goes: scheme (TLS or not) and authority; and which thread uses it. Each
 /// serving thread runs a runtime of its own, and a connection is registered with the runtime
 /// that opened it: used from another thread, every wake-up would cross threads.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 struct Key {
     tls: bool,
     authority: Authority,
     thread: u32,
+}
+
+// Authorities compared and hashed as the bytes they are (upstream bases are written lowercase
+// by the URL parser): `Authority`'s own case-folding comparison and byte-by-byte hash cost more
+// than the rest of a checkout.
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.tls == other.tls && self.thread == other.thread && self.authority.as_str() == other.authority.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.authority.as_str().hash(state);
+        self.tls.hash(state);
+        self.thread.hash(state);
+    }
 }
 
 /// A number for the calling thread, for `Key::thread`.
