@@ -146,17 +146,23 @@ pub async fn run(
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let exit = stopped_all.subscribe();
         let thread = std::thread::Builder::new().name(format!("oauth-egress-{n}")).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(socket)?;
-                server::serve(listener, tls, handler, stop, drain).await;
-                let _ = done_tx.send(());
-                // Token exchanges this thread started may be awaited by requests on others:
-                // its runtime runs until every worker is done.
-                let mut exit = exit;
-                let _ = exit.wait_for(|done| *done).await;
-                Ok::<(), std::io::Error>(())
-            })
+            let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(socket)?;
+                    server::serve(listener, tls, handler, stop, drain).await;
+                    let _ = done_tx.send(());
+                    // Token exchanges this thread started may be awaited by requests on others:
+                    // its runtime runs until every worker is done.
+                    let mut exit = exit;
+                    let _ = exit.wait_for(|done| *done).await;
+                    Ok::<(), std::io::Error>(())
+                })
+            });
+            // Said at once: the other workers go on serving without this one.
+            if let Err(e) = &served {
+                tracing::error!(worker = n, error = %e, "A worker thread could not serve.");
+            }
+            served
         })?;
         workers.push((thread, done_rx));
     }
@@ -194,10 +200,8 @@ pub async fn run(
     }
     let _ = stopped_all.send(true);
     for thread in threads {
-        match tokio::task::spawn_blocking(move || thread.join()).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "A worker thread could not serve."),
-            Ok(Err(_)) | Err(_) => tracing::warn!("A worker thread ended abnormally."),
-            Ok(Ok(Ok(()))) => {}
+        if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(_))) {
+            tracing::warn!("A worker thread ended abnormally.");
         }
     }
     #[cfg(unix)]
