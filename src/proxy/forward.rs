@@ -1,10 +1,11 @@
 //! Forwarding to the SaaS: the upstream URI, the headers that may cross, and the response streamed
-//! back unchanged. Connections are kept and driven by `pool` (hyper's HTTP/1.1 with rustls).
+//! back unchanged. Connections (TCP or TLS through hyper-rustls's connector) are kept by `pool`;
+//! HTTP/1.1 on them is `h1`.
 //!
-//! hyper rather than reqwest: per request, reqwest parses the URL again (IDNA
-//! included), clones its connector and wraps the call in redirect and timeout layers, which
-//! together cost as much as the rest of a cached REST call (profiled under wrk, BENCHMARKS.md).
-//! The token endpoint keeps reqwest: it is called once per token, not per request.
+//! Not reqwest: per request, reqwest parses the URL again (IDNA included), clones its connector
+//! and wraps the call in redirect and timeout layers, which together cost as much as the rest of
+//! a cached REST call (profiled under wrk, BENCHMARKS.md). The token endpoint keeps reqwest: it is
+//! called once per token, not per request.
 
 use std::time::Duration;
 
@@ -223,15 +224,10 @@ pub async fn send(
         }
         Ok(Ok(r)) => r,
     };
-    let (parts, incoming) = upstream.into_parts();
-    let mut response = Response::builder().status(parts.status).version(http::Version::HTTP_11);
-    if let Some(headers) = response.headers_mut() {
-        // The upstream's headers, less those of its connection to us (removed in place).
-        let mut kept = parts.headers;
-        remove_hop_by_hop(&mut kept);
-        *headers = kept;
-    }
-    response.body(incoming.boxed()).map_err(|e| UpstreamError::BadUrl(e.to_string()))
+    // The upstream's headers, less those of its connection to us (removed in place).
+    let mut response = upstream;
+    remove_hop_by_hop(response.headers_mut());
+    Ok(response.map(BodyExt::boxed))
 }
 
 #[cfg(test)]

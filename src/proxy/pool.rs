@@ -157,7 +157,6 @@ impl Pool {
                         key,
                     });
                     *response.status_mut() = head.status;
-                    *response.version_mut() = head.version;
                     *response.headers_mut() = head.headers;
                     return Ok(response);
                 }
@@ -168,16 +167,15 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `key` that is still open and not too old.
+    /// Each candidate is checked (a read) with the pool unlocked.
     fn checkout(&self, key: &Key) -> Option<Conn> {
         let now = Instant::now();
-        let mut idle = lock(&self.idle);
-        let conns = idle.get_mut(key)?;
-        while let Some(mut conn) = conns.pop_back() {
+        loop {
+            let mut conn = lock(&self.idle).get_mut(key)?.pop_back()?;
             if conn.usable(now) {
                 return Some(conn);
             }
         }
-        None
     }
 
     async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Conn, BoxError> {
