@@ -22,20 +22,6 @@ use super::error::UpstreamError;
 use super::pool::{Outgoing, Pool};
 use crate::config::is_loopback;
 
-const HOPS: usize = 8;
-/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1), and so are
-/// never forwarded; plus those named in `Connection`.
-const HOP_BY_HOP: [HeaderName; HOPS] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 /// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
 /// them: rustls-platform-verifier, as the token client does).
 pub fn client(connect_timeout: Duration, extra_roots: &[CertificateDer<'static>]) -> Result<Pool, String> {
@@ -156,7 +142,7 @@ pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> H
 /// what `names_more_in_connection` said of these headers.
 fn crosses(headers: &HeaderMap, named: bool, name: &HeaderName) -> bool {
     let listed = || connection_names(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()));
-    !(HOP_BY_HOP.contains(name) || named && listed())
+    !(super::h1::is_hop_by_hop(name.as_str()) || named && listed())
 }
 
 /// Whether `Connection` names a header other than the hop-by-hop ones (`close` and `keep-alive`,
@@ -166,33 +152,13 @@ fn names_more_in_connection(headers: &HeaderMap) -> bool {
     connection_names(headers).any(|token| {
         !token.eq_ignore_ascii_case("keep-alive")
             && !token.eq_ignore_ascii_case("close")
-            && !HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
+            && !super::h1::is_hop_by_hop(token)
     })
 }
 
 /// The tokens of a message's `Connection` headers.
-pub(super) fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
-}
-
-/// Removes from `headers` those of the connection they came on (see `crosses`), in place: an
-/// answer usually has only `Connection` itself of them, and then nothing else is looked at twice.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if names_more_in_connection(headers) {
-        let dropped: Vec<HeaderName> = headers.keys().filter(|name| !crosses(headers, true, name)).cloned().collect();
-        for name in dropped {
-            headers.remove(name);
-        }
-        return;
-    }
-    // Each hop-by-hop header at most once (values of one name share their key).
-    let mut found: [Option<HeaderName>; HOPS] = Default::default();
-    for (slot, name) in found.iter_mut().zip(headers.keys().filter(|name| HOP_BY_HOP.contains(name))) {
-        *slot = Some(name.clone());
-    }
-    for name in found.into_iter().flatten() {
-        headers.remove(name);
-    }
 }
 
 /// Sends the request to `origin` and streams the answer back. Waits at most `timeout` for the
@@ -224,10 +190,8 @@ pub async fn send(
         }
         Ok(Ok(r)) => r,
     };
-    // The upstream's headers, less those of its connection to us (removed in place).
-    let mut response = upstream;
-    remove_hop_by_hop(response.headers_mut());
-    Ok(response.map(BodyExt::boxed))
+    // The upstream's headers come without those of its connection to us (`h1` leaves them out).
+    Ok(upstream.map(BodyExt::boxed))
 }
 
 #[cfg(test)]
@@ -280,37 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_loses_the_headers_of_its_connection_only() {
-        let answer = |pairs: &[(&'static str, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (name, value) in pairs {
-                h.append(*name, HeaderValue::from_static(value));
-            }
-            remove_hop_by_hop(&mut h);
-            let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-            names.sort_unstable();
-            names.join(" ")
-        };
-        // The usual answer: `Connection: keep-alive` (and its `Keep-Alive`) name nothing more.
-        let usual = [
-            ("connection", "keep-alive"),
-            ("keep-alive", "timeout=5"),
-            ("content-type", "text/xml"),
-            ("content-length", "3"),
-        ];
-        assert_eq!(answer(&usual), "content-length content-type");
-        // Headers `Connection` names go too, in any case and spacing; others stay.
-        let named = [
-            ("connection", "Close"),
-            ("connection", " X-Hop ,upgrade"),
-            ("x-hop", "1"),
-            ("upgrade", "h2c"),
-            ("x-other", "2"),
-            ("transfer-encoding", "chunked"),
-        ];
-        assert_eq!(answer(&named), "x-other");
-        assert_eq!(answer(&[("x-only", "1")]), "x-only");
-        // A request with `Connection: keep-alive`: its other headers cross.
+    fn a_request_with_connection_keep_alive_keeps_its_other_headers() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         h.insert("x-keep", HeaderValue::from_static("1"));

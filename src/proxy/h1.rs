@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -131,70 +131,128 @@ fn poll_fill<R: AsyncRead + Unpin>(
 }
 
 /// Parses a complete head at the start of `buf` and takes it off; `None` while incomplete. An
-/// interim (1xx) answer is taken off and the next head parsed. Header values share the bytes
-/// read (no copy); what follows the head is put back in `buf`.
+/// interim (1xx) answer is taken off and the next head parsed. The headers of the connection
+/// (hop-by-hop ones and those `Connection` names) are read for framing and reuse, and left out
+/// of `Head::headers`; the others' values share the bytes read (no copy), and what follows the
+/// head stays in `buf` where it is.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, String> {
     loop {
-        let read = buf.split().freeze();
-        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-        let mut answer = httparse::Response::new(&mut []);
-        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut answer,
-            &read,
-            &mut slots,
-        ) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
-                buf.extend_from_slice(&read);
-                return Ok(None);
+        // (name start, name end, value start, value end) of each header that crosses, as offsets
+        // into the head: its bytes are split off `buf` once the parse's borrow of them ends.
+        let mut kept = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let (len, status, framing, reusable, count) = {
+            let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut answer = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut answer,
+                buf,
+                &mut slots,
+            ) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(format!("the upstream's answer is not HTTP/1.1: {e}")),
+            };
+            let code = answer.code.unwrap_or_default();
+            let status = StatusCode::from_u16(code).map_err(|_| format!("the upstream answered with status {code}"))?;
+            if status.is_informational() {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err("the upstream switched protocols, which is not forwarded".to_owned());
+                }
+                buf.advance(len);
+                continue;
             }
-            Err(e) => return Err(format!("the upstream's answer is not HTTP/1.1: {e}")),
+            let raw: &[httparse::Header<'_>] = answer.headers;
+            let (framing, framed_to_close) = framing(raw, status, method)?;
+            let closes = connection_tokens(raw).any(|token| token.eq_ignore_ascii_case(b"close"));
+            let reusable = answer.version == Some(1) && !closes && !framed_to_close;
+            let named = names_more_in_connection(raw);
+            let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) as u32;
+            let mut count = 0;
+            for h in raw.iter().filter(|h| crosses(raw, named, h.name)) {
+                let (name, value) = (at(h.name.as_bytes()), at(h.value));
+                kept[count] = (name, name + h.name.len() as u32, value, value + h.value.len() as u32);
+                count += 1;
+            }
+            (len, status, framing, reusable, count)
         };
-        buf.extend_from_slice(&read[len..]);
-        let code = answer.code.unwrap_or_default();
-        let status = StatusCode::from_u16(code).map_err(|_| format!("the upstream answered with status {code}"))?;
-        if status.is_informational() {
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err("the upstream switched protocols, which is not forwarded".to_owned());
-            }
-            continue;
-        }
-        let http_11 = answer.version == Some(1);
-        let mut headers = HeaderMap::with_capacity(answer.headers.len());
-        for h in answer.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(name_start, name_end, value_start, value_end) in &kept[..count] {
+            let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
+            let name = HeaderName::from_bytes(head.get(name).unwrap_or_default())
                 .map_err(|_| "the upstream's answer has an invalid header name".to_owned())?;
-            let value = HeaderValue::from_maybe_shared(read.slice_ref(h.value))
+            let value = HeaderValue::from_maybe_shared(head.slice(value))
                 .map_err(|_| format!("the upstream's answer has an invalid value for {name}"))?;
             headers.append(name, value);
         }
-        let (framing, framed_to_close) = framing(&headers, status, method)?;
-        let closes = super::forward::connection_names(&headers).any(|token| token.eq_ignore_ascii_case("close"));
-        let reusable = http_11 && !closes && !framed_to_close;
         return Ok(Some(Head { status, headers, framing, reusable }));
     }
 }
 
+/// Whether a header of this name describes one connection, not the message (RFC 9110 section
+/// 7.6.1): such a header is never forwarded, in either direction.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    let is = |hop: &str| name.eq_ignore_ascii_case(hop);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
+
+/// Whether the header `name` of a message with `headers` crosses to the next hop: neither
+/// hop-by-hop nor named in `Connection`. `named`: what `names_more_in_connection` said.
+fn crosses(headers: &[httparse::Header<'_>], named: bool, name: &str) -> bool {
+    !(is_hop_by_hop(name) || named && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// Whether `Connection` names a header besides the hop-by-hop ones (`close` and `keep-alive`, the
+/// tokens nearly every `Connection` holds, name nothing more): only then is each header looked
+/// for among its tokens.
+fn names_more_in_connection(headers: &[httparse::Header<'_>]) -> bool {
+    connection_tokens(headers)
+        .any(|t| !t.eq_ignore_ascii_case(b"close") && std::str::from_utf8(t).map_or(true, |t| !is_hop_by_hop(t)))
+}
+
+/// The tokens of a message's `Connection` headers.
+fn connection_tokens<'h>(headers: &'h [httparse::Header<'h>]) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// The values of the headers named `name`.
+fn values<'h>(headers: &'h [httparse::Header<'h>], name: &'static str) -> impl Iterator<Item = &'h [u8]> {
+    headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+}
+
 /// How the body of an answer is delimited (RFC 9112 section 6.3), and whether the connection
 /// must close after it (it is delimited by the close, or its framing was ambiguous).
-fn framing(headers: &HeaderMap, status: StatusCode, method: &Method) -> Result<(Framing, bool), String> {
+fn framing(headers: &[httparse::Header<'_>], status: StatusCode, method: &Method) -> Result<(Framing, bool), String> {
     if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Length(0), false));
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    let mut codings = values(headers, "transfer-encoding").peekable();
     if codings.peek().is_some() {
-        let last = codings.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).last().unwrap_or_default();
+        let last = codings.flat_map(|v| v.split(|b| *b == b',')).last().unwrap_or_default();
         // With Content-Length too, the answer is read as chunked and the connection not reused.
-        let ambiguous = headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if last.trim().eq_ignore_ascii_case("chunked") {
+        let ambiguous = values(headers, "content-length").next().is_some();
+        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             (Framing::Chunked(Chunked::Size), ambiguous)
         } else {
             (Framing::Close, true)
         });
     }
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in values(headers, "content-length") {
+        for part in value.split(|b| *b == b',') {
             let part = part.trim_ascii();
             let n = std::str::from_utf8(part)
                 .ok()
@@ -418,15 +476,10 @@ mod tests {
     #[test]
     fn lengths_are_read_exactly_and_framing_follows_rfc_9112() {
         assert_eq!(decode(Framing::Length(5), b"hello", 2).expect("decodes"), b"hello");
-        let head = |pairs: &[(&'static str, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (n, v) in pairs {
-                h.append(*n, HeaderValue::from_static(v));
-            }
-            h
-        };
-        let of = |pairs, status: u16, method| {
-            framing(&head(pairs), StatusCode::from_u16(status).expect("status"), &method)
+        let of = |pairs: &[(&'static str, &'static str)], status: u16, method| {
+            let head: Vec<httparse::Header<'_>> =
+                pairs.iter().map(|(name, value)| httparse::Header { name, value: value.as_bytes() }).collect();
+            framing(&head, StatusCode::from_u16(status).expect("status"), &method)
                 .map(|(f, close)| (format!("{f:?}"), close))
         };
         assert_eq!(of(&[("content-length", "12")], 200, Method::GET), Ok(("Length(12)".into(), false)));
@@ -477,6 +530,30 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_loses_the_headers_of_its_connection_only() {
+        let answer = |headers: &str| {
+            let wire = format!("HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\n\r\n");
+            let head =
+                parse_head(&mut BytesMut::from(wire.as_bytes()), &Method::GET).expect("parses").expect("complete");
+            let mut names: Vec<&str> = head.headers.keys().map(HeaderName::as_str).collect();
+            names.sort_unstable();
+            (names.join(" "), head.reusable)
+        };
+        // The usual answer: `Connection: keep-alive` (and its `Keep-Alive`) name nothing more.
+        let usual = answer("Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Type: text/xml\r\n");
+        assert_eq!(usual, ("content-length content-type".to_owned(), true));
+        // Headers `Connection` names go too, in any case and spacing; others stay.
+        let named = answer(
+            "connection: Close\r\nConnection:  X-Hop ,upgrade\r\nx-hop: 1\r\nUpgrade: h2c\r\nx-other: 2\r\n\
+             Proxy-Authenticate: Basic\r\nTE: trailers\r\nTrailer: x\r\n",
+        );
+        assert_eq!(named, ("content-length x-other".to_owned(), false));
+        assert_eq!(answer("x-only: 1\r\n").0, "content-length x-only");
+        assert!(is_hop_by_hop("Proxy-Authorization") && is_hop_by_hop("transfer-encoding"));
+        assert!(!is_hop_by_hop("x-connection") && !is_hop_by_hop("tee"));
+    }
+
+    #[test]
     fn whole_answers_decode_or_say_why_not() {
         let (head, body) =
             decode_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", &Method::GET)
@@ -491,7 +568,7 @@ mod tests {
     #[test]
     fn request_heads_carry_a_length_when_there_is_a_body_or_one_is_expected() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        headers.insert(http::header::HOST, HeaderValue::from_static("example.com"));
         let target = PathAndQuery::from_static("/a?b=c");
         let get = encode_head(&Method::GET, &target, &headers, 0);
         assert_eq!(get, b"GET /a?b=c HTTP/1.1\r\nhost: example.com\r\n\r\n");
