@@ -115,26 +115,24 @@ pub fn check_instance(url: &Url) -> Result<(), UpstreamError> {
     }
 }
 
-/// The request headers to send upstream: the caller's, less hop-by-hop ones, `Host` and
-/// `Content-Length` (the client sets both), any credential the caller sent, and `strip` (the
-/// requester header, the caller's API key header).
-pub fn request_headers(incoming: &HeaderMap, strip: &[Option<&HeaderName>]) -> HeaderMap {
-    // Room for what the proxy adds (`Host`, `Authorization`, `X-Request-Id`) without regrowing.
-    let mut out = HeaderMap::with_capacity(incoming.len() + 3);
+/// The caller's headers that go upstream: all but hop-by-hop ones, `Host` and `Content-Length`
+/// (the proxy writes both), any credential the caller sent, `X-Request-Id` (the proxy sends the
+/// request's own), and `strip` (the requester header, the caller's API key header). Read where
+/// they are, not copied into a map of their own.
+pub fn crossing<'h>(
+    incoming: &'h HeaderMap,
+    strip: &'h [Option<&'h HeaderName>],
+) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> + 'h {
     let named = names_more_in_connection(incoming);
-    for (name, value) in incoming {
-        if !crosses(incoming, named, name)
-            || name == header::HOST
-            || name == header::CONTENT_LENGTH
-            || name == header::AUTHORIZATION
-            || name == header::COOKIE
-            || strip.contains(&Some(name))
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
+    incoming.iter().filter(move |&(name, _)| {
+        crosses(incoming, named, name)
+            && name != header::HOST
+            && name != header::CONTENT_LENGTH
+            && name != header::AUTHORIZATION
+            && name != header::COOKIE
+            && name != super::X_REQUEST_ID
+            && !strip.contains(&Some(name))
+    })
 }
 
 /// Whether header `name` of a message with `headers` describes the message rather than its
@@ -161,19 +159,34 @@ fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
-/// Sends the request to `origin` and streams the answer back. Waits at most `timeout` for the
+/// A request as it goes upstream.
+pub struct Forward<'a> {
+    pub method: &'a Method,
+    pub target: PathAndQuery,
+    /// The headers the proxy sets, besides `Host`.
+    pub set: &'a [Option<(HeaderName, HeaderValue)>],
+    /// The caller's headers, and those of them that must not go on besides the ones `crossing`
+    /// always leaves out.
+    pub incoming: &'a HeaderMap,
+    pub strip: &'a [Option<&'a HeaderName>],
+    pub body: Bytes,
+}
+
+/// Sends the request to `origin` and streams the answer back: `Host`, then the headers the proxy
+/// sets, then the caller's headers that cross (`crossing`). Waits at most `timeout` for the
 /// answer's head.
 pub async fn send(
     pool: &Pool,
     origin: &Origin,
-    method: Method,
-    target: PathAndQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Forward<'_>,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
+    let Forward { method, target, set, incoming, strip, body } = request;
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
-    let request = Outgoing { method: &method, target: &target, headers: &headers, body: &body };
+    let set = set.iter().flatten().map(|(name, value)| (name, value));
+    let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
+    let head = super::h1::encode_head(method, &target, headers, body.len());
+    let request = Outgoing { method, head: &head, body: &body };
     let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
         Err(_) => {
             return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
@@ -238,9 +251,11 @@ mod tests {
         h.insert("soapaction", "\"\"".parse().expect("v"));
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().expect("v"));
         let requester = HeaderName::from_static("x-requester");
-        let out = request_headers(&h, &[Some(&requester), None]);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert!(out.contains_key("soapaction"));
+        h.insert("x-request-id", "caller-chosen".parse().expect("v"));
+        h.insert(header::HOST, "proxy.internal".parse().expect("v"));
+        let strip = [Some(&requester), None];
+        let out: Vec<&str> = crossing(&h, &strip).map(|(name, _)| name.as_str()).collect();
+        assert_eq!(out, ["soapaction"]);
     }
 
     #[test]
@@ -248,7 +263,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         h.insert("x-keep", HeaderValue::from_static("1"));
-        assert_eq!(request_headers(&h, &[]).keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-keep"]);
+        assert_eq!(crossing(&h, &[]).map(|(name, _)| name.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]

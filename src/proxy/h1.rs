@@ -45,8 +45,13 @@ impl Failure {
 
 /// A request's head: request line, `headers` (which carry `Host`, and no framing headers of
 /// their own), and `Content-Length` when there is a body or the method expects one.
-pub fn encode_head(method: &Method, target: &PathAndQuery, headers: &HeaderMap, body_len: usize) -> Vec<u8> {
-    let mut head = Vec::with_capacity(64 + target.as_str().len() + 48 * headers.len());
+pub fn encode_head<'h>(
+    method: &Method,
+    target: &PathAndQuery,
+    headers: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+    body_len: usize,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512 + target.as_str().len());
     head.extend_from_slice(method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_str().as_bytes());
@@ -570,11 +575,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HOST, HeaderValue::from_static("example.com"));
         let target = PathAndQuery::from_static("/a?b=c");
-        let get = encode_head(&Method::GET, &target, &headers, 0);
+        let get = encode_head(&Method::GET, &target, headers.iter(), 0);
         assert_eq!(get, b"GET /a?b=c HTTP/1.1\r\nhost: example.com\r\n\r\n");
-        let post = encode_head(&Method::POST, &target, &headers, 0);
+        let post = encode_head(&Method::POST, &target, headers.iter(), 0);
         assert!(post.ends_with(b"content-length: 0\r\n\r\n"));
-        let put = encode_head(&Method::PUT, &target, &headers, 12);
+        let put = encode_head(&Method::PUT, &target, headers.iter(), 12);
         assert!(put.ends_with(b"content-length: 12\r\n\r\n"));
     }
 }

@@ -414,19 +414,20 @@ impl Generation {
         loop {
             let origin = self.origin(route, &token)?;
             let target = origin.target(&parts.uri).map_err(ProxyError::Upstream)?;
-            let (mut headers, body) = inject.with(&token, &parts.headers, &strip, &ctx.request_id);
-            headers.insert(header::HOST, origin.host());
-            let response = forward::send(
-                &self.upstream,
-                origin,
-                parts.method.clone(),
+            let (authorization, body) = inject.with(&token);
+            let set =
+                [Some((X_REQUEST_ID, ctx.request_id.header())), authorization.map(|a| (header::AUTHORIZATION, a))];
+            let request = forward::Forward {
+                method: &parts.method,
                 target,
-                headers,
+                set: &set,
+                incoming: &parts.headers,
+                strip: &strip,
                 body,
-                self.config.upstream_timeout,
-            )
-            .await
-            .map_err(ProxyError::Upstream)?;
+            };
+            let response = forward::send(&self.upstream, origin, request, self.config.upstream_timeout)
+                .await
+                .map_err(ProxyError::Upstream)?;
             if replayed {
                 // Never a second replay: the caller sees this answer as it came.
                 return Ok(response);
@@ -510,33 +511,22 @@ fn token_key(provider: &crate::token::provider::Provider, subject: &Arc<str>) ->
 }
 
 /// How the token goes into the request, per protocol: what a replay needs to do it again. The
-/// forwarded headers are made from the caller's for each send (a replay sends them again).
+/// forwarded head is written from the caller's headers for each send (a replay writes it again).
 enum Inject<'r> {
     Soap { body: Bytes, slot: envelope::Slot, session: &'r [String] },
     Rest { body: Bytes },
 }
 
 impl Inject<'_> {
-    /// The headers and body to send with `token`: the caller's headers less those that must not
-    /// cross and `strip`, with the request's id.
-    fn with(
-        &self,
-        token: &Token,
-        incoming: &HeaderMap,
-        strip: &[Option<&HeaderName>],
-        request_id: &RequestId,
-    ) -> (HeaderMap, Bytes) {
-        let mut headers = forward::request_headers(incoming, strip);
-        headers.insert(X_REQUEST_ID, request_id.header());
+    /// The `Authorization` header to send with `token` (REST), and the body (SOAP: the envelope
+    /// with the token as its session).
+    fn with(&self, token: &Token) -> (Option<HeaderValue>, Bytes) {
         match self {
             Inject::Soap { body, slot, session, .. } => {
                 let rewritten = envelope::rewrite(body, slot, session, token.access_token.expose());
-                (headers, Bytes::from(rewritten))
+                (None, Bytes::from(rewritten))
             }
-            Inject::Rest { body, .. } => {
-                headers.insert(header::AUTHORIZATION, token.access_token.authorization());
-                (headers, body.clone())
-            }
+            Inject::Rest { body, .. } => (Some(token.access_token.authorization()), body.clone()),
         }
     }
 }
@@ -592,7 +582,7 @@ fn record(route: &Arc<str>, latency: Option<&Histogram>, operation: Option<&Arc<
     }
 }
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request's id: the caller's `X-Request-Id` when it is short and printable, or a new one.
 /// Kept as the header value it travels as (upstream, and back in the answer).

@@ -15,8 +15,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Response, Uri};
+use http::uri::{Authority, Scheme};
+use http::{Method, Response, Uri};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -109,12 +109,11 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// What `send` sends: method, target (origin-form), headers (with `Host`, without framing
-/// headers), body.
+/// What `send` sends: the request's head as written (`h1::encode_head`), its method (for
+/// whether it may go again, and how its answer is framed), and its body.
 pub struct Outgoing<'a> {
     pub method: &'a Method,
-    pub target: &'a PathAndQuery,
-    pub headers: &'a HeaderMap,
+    pub head: &'a [u8],
     pub body: &'a Bytes,
 }
 
@@ -135,14 +134,13 @@ impl Pool {
         request: Outgoing<'_>,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
-        let head = h1::encode_head(request.method, request.target, request.headers, request.body.len());
         loop {
             let (mut conn, reused) = match self.checkout(&key) {
                 Some(conn) => (conn, true),
                 None => (self.connect(scheme, authority).await?, false),
             };
             let answer = async {
-                h1::write_request(&mut conn.io, &head, request.body)
+                h1::write_request(&mut conn.io, request.head, request.body)
                     .await
                     .map_err(|e| h1::Failure { error: e.into(), no_answer: true })?;
                 h1::read_head(&mut conn.io, &mut conn.buf, request.method).await
