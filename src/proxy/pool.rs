@@ -74,7 +74,9 @@ fn thread_number() -> u32 {
     NUMBER.with(|n| *n)
 }
 
-/// One HTTP/1.1 connection and what has been read from it and not yet used.
+/// One HTTP/1.1 connection and what has been read from it and not yet used. Kept boxed: with a
+/// TLS session inside it is over a kilobyte, and a connection changes hands several times per
+/// request (pool, exchange, answer body, pool again), each a copy unless boxed.
 struct Conn {
     io: Io,
     buf: BytesMut,
@@ -95,7 +97,7 @@ impl Conn {
     }
 }
 
-type Idle = Mutex<FxHashMap<Key, VecDeque<Conn>>>;
+type Idle = Mutex<FxHashMap<Key, VecDeque<Box<Conn>>>>;
 
 /// The upstream connections of one config generation.
 pub struct Pool {
@@ -166,7 +168,7 @@ impl Pool {
 
     /// The most recently used idle connection to `key` that is still open and not too old.
     /// Each candidate is checked (a read) with the pool unlocked.
-    fn checkout(&self, key: &Key) -> Option<Conn> {
+    fn checkout(&self, key: &Key) -> Option<Box<Conn>> {
         let now = Instant::now();
         loop {
             let mut conn = lock(&self.idle).get_mut(key)?.pop_back()?;
@@ -176,16 +178,16 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Conn, BoxError> {
+    async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Box<Conn>, BoxError> {
         let uri = Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query("/").build()?;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri).await?;
-        Ok(Conn { io: TokioIo::new(io), buf: BytesMut::with_capacity(8 * 1024), idle_since: Instant::now() })
+        Ok(Box::new(Conn { io: TokioIo::new(io), buf: BytesMut::with_capacity(8 * 1024), idle_since: Instant::now() }))
     }
 }
 
-fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Conn>>> {
+fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Box<Conn>>>> {
     // Every critical section is one map or deque call: the map stays consistent after a panic.
     idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -193,7 +195,7 @@ fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Conn>>
 /// An upstream answer's body, read from its connection as the caller asks for it; once read to
 /// the end, the connection goes back to the pool (dropped before, it is closed).
 pub struct UpstreamBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     framing: Framing,
     reusable: bool,
     idle: Arc<Idle>,
