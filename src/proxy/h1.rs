@@ -168,9 +168,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             }
             let raw: &[httparse::Header<'_>] = answer.headers;
             let (framing, framed_to_close) = framing(raw, status, method)?;
-            let closes = connection_tokens(raw).any(|token| token.eq_ignore_ascii_case(b"close"));
+            let (closes, named) = connection_says(raw);
             let reusable = answer.version == Some(1) && !closes && !framed_to_close;
-            let named = names_more_in_connection(raw);
             let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) as u32;
             let mut count = 0;
             for h in raw.iter().filter(|h| crosses(raw, named, h.name)) {
@@ -181,7 +180,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             (len, status, framing, reusable, count)
         };
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for the one the proxy adds to every answer (`X-Request-Id`) without regrowing.
+        let mut headers = HeaderMap::with_capacity(count + 1);
         for &(name_start, name_end, value_start, value_end) in &kept[..count] {
             let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
             let name = HeaderName::from_bytes(head.get(name).unwrap_or_default())
@@ -210,17 +210,25 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Whether the header `name` of a message with `headers` crosses to the next hop: neither
-/// hop-by-hop nor named in `Connection`. `named`: what `names_more_in_connection` said.
+/// hop-by-hop nor named in `Connection`. `named`: what `connection_says` said.
 fn crosses(headers: &[httparse::Header<'_>], named: bool, name: &str) -> bool {
     !(is_hop_by_hop(name) || named && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
 }
 
-/// Whether `Connection` names a header besides the hop-by-hop ones (`close` and `keep-alive`, the
-/// tokens nearly every `Connection` holds, name nothing more): only then is each header looked
-/// for among its tokens.
-fn names_more_in_connection(headers: &[httparse::Header<'_>]) -> bool {
-    connection_tokens(headers)
-        .any(|t| !t.eq_ignore_ascii_case(b"close") && std::str::from_utf8(t).map_or(true, |t| !is_hop_by_hop(t)))
+/// What a message's `Connection` headers say: whether the connection closes after it, and
+/// whether they name a header besides the hop-by-hop ones (`close` and `keep-alive`, the tokens
+/// nearly every `Connection` holds, name nothing more): only then is each header looked for
+/// among their tokens.
+fn connection_says(headers: &[httparse::Header<'_>]) -> (bool, bool) {
+    let (mut closes, mut named) = (false, false);
+    for token in connection_tokens(headers) {
+        if token.eq_ignore_ascii_case(b"close") {
+            closes = true;
+        } else if std::str::from_utf8(token).map_or(true, |t| !is_hop_by_hop(t)) {
+            named = true;
+        }
+    }
+    (closes, named)
 }
 
 /// The tokens of a message's `Connection` headers.
