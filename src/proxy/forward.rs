@@ -19,6 +19,7 @@ use url::Url;
 
 use super::ProxyBody;
 use super::error::UpstreamError;
+use super::h1;
 use super::pool::{Outgoing, Pool};
 use crate::config::is_loopback;
 
@@ -123,9 +124,10 @@ pub fn crossing<'h>(
     incoming: &'h HeaderMap,
     strip: &'h [Option<&'h HeaderName>],
 ) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> + 'h {
-    let named = names_more_in_connection(incoming);
+    let pairs = move || incoming.iter().map(|(name, value)| (name.as_str(), value.as_bytes()));
+    let (_, named) = h1::connection_says(pairs());
     incoming.iter().filter(move |&(name, _)| {
-        crosses(incoming, named, name)
+        h1::crosses(pairs(), named, name.as_str())
             && name != header::HOST
             && name != header::CONTENT_LENGTH
             && name != header::AUTHORIZATION
@@ -133,30 +135,6 @@ pub fn crossing<'h>(
             && name != super::X_REQUEST_ID
             && !strip.contains(&Some(name))
     })
-}
-
-/// Whether header `name` of a message with `headers` describes the message rather than its
-/// connection: neither hop-by-hop nor named in `Connection` (RFC 9110 section 7.6.1). `named`:
-/// what `names_more_in_connection` said of these headers.
-fn crosses(headers: &HeaderMap, named: bool, name: &HeaderName) -> bool {
-    let listed = || connection_names(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()));
-    !(super::h1::is_hop_by_hop(name.as_str()) || named && listed())
-}
-
-/// Whether `Connection` names a header other than the hop-by-hop ones (`close` and `keep-alive`,
-/// the tokens nearly every `Connection` holds, name nothing more): only then must each header be
-/// looked for among its tokens. Compared in place, without building names.
-fn names_more_in_connection(headers: &HeaderMap) -> bool {
-    connection_names(headers).any(|token| {
-        !token.eq_ignore_ascii_case("keep-alive")
-            && !token.eq_ignore_ascii_case("close")
-            && !super::h1::is_hop_by_hop(token)
-    })
-}
-
-/// The tokens of a message's `Connection` headers.
-fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
 /// A request as it goes upstream.
@@ -185,7 +163,7 @@ pub async fn send(
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
     let set = set.iter().flatten().map(|(name, value)| (name, value));
     let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
-    let head = super::h1::encode_head(method, &target, headers, body.len());
+    let head = h1::encode_head(method, &target, headers, body.len());
     let request = Outgoing { method, head: &head, body: &body };
     let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
         Err(_) => {

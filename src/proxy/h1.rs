@@ -1,7 +1,8 @@
 //! The client side of HTTP/1.1 on one upstream connection: a request's head written with its
 //! body, an answer's head read and parsed (`httparse`, as hyper does), and its body's framing
-//! (RFC 9112 section 6) decoded as the body is read. Which connection, and when it goes back to
-//! the pool, is `pool`'s business.
+//! (RFC 9112 section 6) decoded as the body is read; and which headers belong to one connection
+//! rather than to the message (RFC 9110 section 7.6.1), for requests and answers alike. Which
+//! connection, and when it goes back to the pool, is `pool`'s business.
 //!
 //! Why not hyper's client connection: for one cached call it cost as much as everything else the
 //! proxy does (a channel and a oneshot per request, a dispatcher task state machine, its own
@@ -168,11 +169,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             }
             let raw: &[httparse::Header<'_>] = answer.headers;
             let (framing, framed_to_close) = framing(raw, status, method)?;
-            let (closes, named) = connection_says(raw);
+            let pairs = || raw.iter().map(|h| (h.name, h.value));
+            let (closes, named) = connection_says(pairs());
             let reusable = answer.version == Some(1) && !closes && !framed_to_close;
             let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) as u32;
             let mut count = 0;
-            for h in raw.iter().filter(|h| crosses(raw, named, h.name)) {
+            for h in raw.iter().filter(|h| crosses(pairs(), named, h.name)) {
                 let (name, value) = (at(h.name.as_bytes()), at(h.value));
                 kept[count] = (name, name + h.name.len() as u32, value, value + h.value.len() as u32);
                 count += 1;
@@ -209,9 +211,9 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     }
 }
 
-/// Whether the header `name` of a message with `headers` crosses to the next hop: neither
-/// hop-by-hop nor named in `Connection`. `named`: what `connection_says` said.
-fn crosses(headers: &[httparse::Header<'_>], named: bool, name: &str) -> bool {
+/// Whether the header `name` of a message with `headers` (name and value pairs) crosses to the
+/// next hop: neither hop-by-hop nor named in `Connection`. `named`: what `connection_says` said.
+pub fn crosses<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>, named: bool, name: &str) -> bool {
     !(is_hop_by_hop(name) || named && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
 }
 
@@ -219,7 +221,7 @@ fn crosses(headers: &[httparse::Header<'_>], named: bool, name: &str) -> bool {
 /// whether they name a header besides the hop-by-hop ones (`close` and `keep-alive`, the tokens
 /// nearly every `Connection` holds, name nothing more): only then is each header looked for
 /// among their tokens.
-fn connection_says(headers: &[httparse::Header<'_>]) -> (bool, bool) {
+pub fn connection_says<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> (bool, bool) {
     let (mut closes, mut named) = (false, false);
     for token in connection_tokens(headers) {
         if token.eq_ignore_ascii_case(b"close") {
@@ -232,11 +234,10 @@ fn connection_says(headers: &[httparse::Header<'_>]) -> (bool, bool) {
 }
 
 /// The tokens of a message's `Connection` headers.
-fn connection_tokens<'h>(headers: &'h [httparse::Header<'h>]) -> impl Iterator<Item = &'h [u8]> {
+fn connection_tokens<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> impl Iterator<Item = &'h [u8]> {
     headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|b| *b == b','))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
