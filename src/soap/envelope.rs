@@ -1032,7 +1032,13 @@ fn insertion(
 /// Writes the envelope to forward: `body` with the token in the slot, every other byte unchanged.
 pub fn rewrite(body: &[u8], slot: &Slot, session: &[String], token: &str) -> Vec<u8> {
     let token = escape_text(token);
-    let mut out = Vec::with_capacity(body.len() + token.len() + 128);
+    // Exactly the size when the token replaces an element's text (the usual case): the copy
+    // then becomes the forwarded body's bytes without another allocation.
+    let size = match slot {
+        Slot::Content(range) => body.len().saturating_sub(range.len()) + token.len(),
+        _ => body.len() + token.len() + 128,
+    };
+    let mut out = Vec::with_capacity(size);
     match slot {
         Slot::Content(range) => {
             out.extend_from_slice(&body[..range.start]);
