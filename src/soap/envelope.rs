@@ -265,6 +265,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     let mut slot: Option<Slot> = None;
     // The deepest prefix of the session path seen, and where its content ends.
     let mut session_prefix: (usize, usize, Option<usize>) = (0, 0, None);
+    // How far the open elements below `Envelope` follow the session and requester paths.
+    let (mut session_match, mut requester_match) = (PathMatch::default(), PathMatch::default());
     // Which child of Envelope is open; the session and requester paths each lie below one.
     let mut section = Section::Outside;
     let session_section = Section::of(plan.session.first().map(String::as_str));
@@ -416,18 +418,23 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     }
                 }
                 stack.push(local);
-                // Kept only along the session path: where a missing session element would be created.
-                let on_session_path = depth == 0 || section == session_section && is_prefix(&stack[1..], plan.session);
-                stack_ns.push(if on_session_path { ns_index } else { None });
                 let below = &stack[1..];
-                let is_requester = section == requester_section && plan.requester.is_some_and(|p| path_eq(p, below));
-                let is_session = section == session_section && path_eq(plan.session, below);
+                if let Some(index) = below.len().checked_sub(1) {
+                    session_match.open(plan.session, index, local);
+                    requester_match.open(plan.requester.unwrap_or_default(), index, local);
+                }
+                // Kept only along the session path: where a missing session element would be created.
+                let on_session_path = depth == 0 || section == session_section && session_match.all(below.len());
+                stack_ns.push(if on_session_path { ns_index } else { None });
+                let is_requester = section == requester_section
+                    && plan.requester.is_some_and(|p| requester_match.whole(below.len(), p));
+                let is_session = section == session_section && session_match.whole(below.len(), plan.session);
                 if is_requester && requester.is_some() || is_session && slot.is_some() {
                     return Err(EnvelopeError::AmbiguousElement(below.join("/")));
                 }
                 if is_session {
                     session_prefix = (below.len(), 0, None);
-                } else if below.len() > session_prefix.0 && section == session_section && is_prefix(below, plan.session)
+                } else if below.len() > session_prefix.0 && section == session_section && session_match.all(below.len())
                 {
                     session_prefix = (below.len(), 0, ns_index);
                 }
@@ -441,6 +448,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                     stack.pop();
                     stack_ns.pop();
                     scopes.close(stack.len());
+                    session_match.close(stack.len().saturating_sub(1));
+                    requester_match.close(stack.len().saturating_sub(1));
                     if stack.is_empty() {
                         ended = true;
                     }
@@ -464,7 +473,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         slot = Some(Slot::Content(c.start..before));
                     }
                 }
-                if below_len == session_prefix.0 && below_len > 0 && is_prefix(&stack[1..], plan.session) {
+                if below_len == session_prefix.0 && below_len > 0 && session_match.all(below_len) {
                     session_prefix.1 = before;
                     if below_len < plan.session.len() {
                         session_prefix.2 = stack_ns.last().copied().flatten();
@@ -482,6 +491,8 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                 stack.pop();
                 stack_ns.pop();
                 scopes.close(stack.len());
+                session_match.close(stack.len().saturating_sub(1));
+                requester_match.close(stack.len().saturating_sub(1));
                 if stack.len() == 1 {
                     section = Section::Outside;
                 }
@@ -972,12 +983,36 @@ struct Capture {
     session: bool,
 }
 
-fn path_eq(path: &[String], stack: &[&str]) -> bool {
-    path.len() == stack.len() && path.iter().zip(stack).all(|(a, b)| short_eq(a, b))
+/// How many of the open elements below `Envelope`, from the first, follow a path of local names
+/// (`Header/SessionHeader/sessionId`): kept as elements open and close, so that no tag compares
+/// the whole stack with the path.
+#[derive(Clone, Copy, Default)]
+struct PathMatch {
+    matched: usize,
 }
 
-fn is_prefix(stack: &[&str], path: &[String]) -> bool {
-    stack.len() <= path.len() && path.iter().zip(stack).all(|(a, b)| short_eq(a, b))
+impl PathMatch {
+    /// The element at `index` below `Envelope`, named `local`, opens.
+    fn open(&mut self, path: &[String], index: usize, local: &str) {
+        if self.matched == index && path.get(index).is_some_and(|name| short_eq(name, local)) {
+            self.matched = index + 1;
+        }
+    }
+
+    /// `open` elements below `Envelope` remain.
+    fn close(&mut self, open: usize) {
+        self.matched = self.matched.min(open);
+    }
+
+    /// All `open` elements below `Envelope` lie on the path.
+    fn all(self, open: usize) -> bool {
+        self.matched == open
+    }
+
+    /// The `open` elements below `Envelope` are the whole path.
+    fn whole(self, open: usize, path: &[String]) -> bool {
+        self.matched == open && open == path.len()
+    }
 }
 
 /// The text an entity or character reference stands for (the five predefined entities without
