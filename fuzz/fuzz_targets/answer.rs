@@ -1,6 +1,7 @@
 //! Fuzzes the reading of an upstream's answer (`proxy::h1`): its head parsed, its framing chosen
 //! (length, chunked, to the close; HEAD or GET by the first byte), its body decoded. An upstream
-//! is not trusted to speak HTTP well: anything but a panic is fine.
+//! is not trusted to speak HTTP well: anything but a panic is fine, and no header of the
+//! connection (hop-by-hop) is ever among those passed on.
 //!
 //! Run: `cargo fuzz run answer fuzz/corpus/answer -- -max_total_time=300`
 #![no_main]
@@ -12,5 +13,8 @@ use oauth_egress::proxy::h1;
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, wire)) = data.split_first() else { return };
     let method = if selector % 2 == 0 { Method::GET } else { Method::HEAD };
-    let _ = h1::decode_answer(wire, &method);
+    // Whatever the answer, none of the headers of its connection may be passed on.
+    if let Ok((head, _)) = h1::decode_answer(wire, &method) {
+        assert!(head.headers.keys().all(|name| !h1::is_hop_by_hop(name.as_str())));
+    }
 });

@@ -188,8 +188,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
             let name = HeaderName::from_bytes(head.get(name).unwrap_or_default())
                 .map_err(|_| "the upstream's answer has an invalid header name".to_owned())?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value))
-                .map_err(|_| format!("the upstream's answer has an invalid value for {name}"))?;
+            // Within the head by httparse's making; checked all the same (`slice` would panic).
+            let value = (value.end <= head.len())
+                .then(|| head.slice(value))
+                .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
+                .ok_or_else(|| format!("the upstream's answer has an invalid value for {name}"))?;
             headers.append(name, value);
         }
         return Ok(Some(Head { status, headers, framing, reusable }));
