@@ -143,12 +143,14 @@ pub async fn run(
         let fd = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
         let socket = std::net::TcpListener::from(fd);
         let (handler, tls, stop) = (handler.clone(), tls.clone(), stopped());
+        let reaper = reap_idle_upstreams(Arc::clone(&app), stopped());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let exit = stopped_all.subscribe();
         let thread = std::thread::Builder::new().name(format!("oauth-egress-{n}")).spawn(move || {
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
+                    tokio::spawn(reaper);
                     server::serve(listener, tls, handler, stop, drain).await;
                     let _ = done_tx.send(());
                     // Token exchanges this thread started may be awaited by requests on others:
@@ -166,6 +168,7 @@ pub async fn run(
         })?;
         workers.push((thread, done_rx));
     }
+    tokio::spawn(reap_idle_upstreams(Arc::clone(&app), stopped()));
     let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), drain));
     // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -214,6 +217,27 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// How often each serving thread closes its upstream connections idle too long.
+const REAP_EVERY: Duration = Duration::from_secs(15);
+
+/// Closes the calling thread's idle upstream connections every `REAP_EVERY`, until `stop`.
+async fn reap_idle_upstreams(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let closed = app.reap_idle_upstreams();
+                if closed > 0 {
+                    tracing::debug!(closed, "Closed upstream connections idle too long.");
+                }
+            }
+            _ = &mut stop => return,
+        }
+    }
 }
 
 /// How many threads serve: `workers`, or one per CPU when 0.

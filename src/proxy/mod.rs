@@ -92,6 +92,11 @@ impl App {
         self
     }
 
+    /// Closes the calling thread's upstream connections idle too long (`pool::Pool::reap`).
+    pub fn reap_idle_upstreams(&self) -> usize {
+        self.current.load().upstream.reap(Instant::now())
+    }
+
     /// The config served now.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.current.load().config)

@@ -2,7 +2,9 @@
 //! requests. A request's own task writes it and reads the answer's head (`h1`); the answer's body
 //! reads on from the same connection and, once read to its end, puts the connection back. A
 //! pooled connection is not read while idle: one the upstream closed meanwhile is found closed
-//! when taken (a read that would not wait finds its end), and a new one is used instead.
+//! when taken (a read that would not wait finds its end), and a new one is used instead. One
+//! idle past `IDLE_TIMEOUT` is closed, by `reap` (each serving thread calls it every 15 s) if
+//! not when it is next looked at.
 //!
 //! Why not hyper-util's pooled client (a task per connection, a channel hop per request, a shared
 //! pool behind futures) or hyper's client connection (see `h1`): measured, each cost more than
@@ -33,7 +35,8 @@ type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
 /// Idle connections kept per origin at most; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 512;
-/// A connection idle longer than this is closed instead of used.
+/// A connection idle longer than this is closed instead of used, and closed by `reap` if
+/// nobody comes for it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Where a connection goes: scheme (TLS or not) and authority; and which thread uses it. Each
@@ -166,6 +169,26 @@ impl Pool {
         }
     }
 
+    /// Closes the calling thread's connections that have been idle for `IDLE_TIMEOUT` as of
+    /// `now` (each serving thread calls it every so often): after a burst, those nobody takes
+    /// again would otherwise stay open, or half-closed by the upstream, until the next request to
+    /// their origin. Returns how many it closed.
+    pub fn reap(&self, now: Instant) -> usize {
+        let thread = thread_number();
+        let mut closing = Vec::new();
+        lock(&self.idle).retain(|key, conns| {
+            // Oldest first: connections come back at the end.
+            while key.thread == thread
+                && conns.front().is_some_and(|c| now.saturating_duration_since(c.idle_since) >= IDLE_TIMEOUT)
+            {
+                closing.extend(conns.pop_front());
+            }
+            !conns.is_empty()
+        });
+        // Closed here, with the pool unlocked.
+        closing.len()
+    }
+
     /// The most recently used idle connection to `key` that is still open and not too old.
     /// Each candidate is checked (a read) with the pool unlocked.
     fn checkout(&self, key: &Key) -> Option<Box<Conn>> {
@@ -259,5 +282,32 @@ impl Drop for UpstreamBody {
         if self.framing.is_done() {
             self.give_back();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed_by_reap() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority: Authority = upstream.local_addr().expect("addr").to_string().parse().expect("authority");
+        let pool = super::super::forward::client(Duration::from_secs(5), &[]).expect("pool");
+        let conn = pool.connect(&Scheme::HTTP, &authority).await.expect("connect");
+        let (mut far_end, _) = upstream.accept().await.expect("accept");
+        // Back in the pool, as after an answer read to its end.
+        let key = Key { tls: false, authority, thread: thread_number() };
+        lock(&pool.idle).entry(key.clone()).or_default().push_back(conn);
+        let now = Instant::now();
+        assert_eq!(pool.reap(now), 0, "not idle long enough yet");
+        assert!(lock(&pool.idle).get(&key).is_some_and(|c| c.len() == 1));
+        assert_eq!(pool.reap(now + IDLE_TIMEOUT), 1);
+        assert!(lock(&pool.idle).get(&key).is_none(), "emptied origins are forgotten");
+        // The upstream sees it closed.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), far_end.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
     }
 }
