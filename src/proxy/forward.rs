@@ -92,11 +92,6 @@ impl Origin {
         }
         .map_err(|_| UpstreamError::BadUrl(self.url.to_string()))
     }
-
-    /// The `Host` header for requests to this base.
-    pub fn host(&self) -> HeaderValue {
-        self.host.clone()
-    }
 }
 
 impl PartialEq for Origin {
@@ -213,7 +208,7 @@ mod tests {
 
     #[test]
     fn host_is_the_authority_without_user_or_default_port() {
-        let host = |base: &str| Origin::new(Url::parse(base).expect("url")).expect("origin").host();
+        let host = |base: &str| Origin::new(Url::parse(base).expect("url")).expect("origin").host;
         assert_eq!(host("https://user:pw@na1.example.com:443/x"), "na1.example.com");
         assert_eq!(host("http://127.0.0.1:8080"), "127.0.0.1:8080");
         assert_eq!(host("https://[::1]:8443/"), "[::1]:8443");

@@ -90,13 +90,18 @@ impl Conn {
     /// Whether a pooled connection can take a request: open, nothing unasked-for waiting on it,
     /// not idle too long. Reads without waiting (the socket is not read otherwise while idle).
     fn usable(&mut self, now: Instant) -> bool {
-        if now.saturating_duration_since(self.idle_since) >= IDLE_TIMEOUT || !self.buf.is_empty() {
+        if self.idle_too_long(now) || !self.buf.is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
         let mut read = tokio::io::ReadBuf::new(&mut probe);
         // Pending: open and quiet. Read: closed (0 bytes), or bytes nobody asked for.
         matches!(Pin::new(&mut self.io).poll_read(&mut Context::from_waker(Waker::noop()), &mut read), Poll::Pending)
+    }
+
+    /// Idle for `IDLE_TIMEOUT` or longer as of `now`: to be closed, not used.
+    fn idle_too_long(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) >= IDLE_TIMEOUT
     }
 }
 
@@ -178,9 +183,7 @@ impl Pool {
         let mut closing = Vec::new();
         lock(&self.idle).retain(|key, conns| {
             // Oldest first: connections come back at the end.
-            while key.thread == thread
-                && conns.front().is_some_and(|c| now.saturating_duration_since(c.idle_since) >= IDLE_TIMEOUT)
-            {
+            while key.thread == thread && conns.front().is_some_and(|c| c.idle_too_long(now)) {
                 closing.extend(conns.pop_front());
             }
             !conns.is_empty()
@@ -267,9 +270,7 @@ impl UpstreamBody {
         conn.idle_since = now;
         let mut idle = lock(&self.idle);
         let conns = idle.entry(self.key.clone()).or_default();
-        while conns.front().is_some_and(|c| now.saturating_duration_since(c.idle_since) >= IDLE_TIMEOUT)
-            || conns.len() >= MAX_IDLE_PER_ORIGIN
-        {
+        while conns.front().is_some_and(|c| c.idle_too_long(now)) || conns.len() >= MAX_IDLE_PER_ORIGIN {
             conns.pop_front();
         }
         conns.push_back(conn);
