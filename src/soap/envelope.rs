@@ -15,7 +15,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use super::schema::Schema;
-use super::validate::{Attr, Mode, Root, Validator, Violation};
+use super::validate::{Attr, Mode, Reserved, Root, Validator, Violation};
 use super::wsdl::{Input, OperationMismatch, Wsdl};
 use super::{QName, SoapVersion, escape_text, escape_xml};
 
@@ -587,6 +587,7 @@ struct Entry<'i> {
 /// body (so the stack borrows the body, not the event); its namespace scope opened and its
 /// attributes read (into `scopes.attrs`), its prefix checked. Returns the qualified name, the
 /// local name, and the element's namespace as an index for `scopes.name`.
+#[inline(always)]
 fn enter<'i>(
     scopes: &mut Scopes<'i, '_>,
     e: &BytesStart<'_>,
@@ -721,7 +722,7 @@ struct Scopes<'i, 's> {
     text: &'i str,
     schema: &'s Schema,
     /// Each namespace name with the schema's number for it.
-    names: Vec<(Cow<'i, str>, u32)>,
+    names: Vec<(Cow<'i, str>, u32, Reserved)>,
     /// The schema's number for no namespace.
     no_namespace: u32,
     /// (prefix, index into `names`, or `None` where `xmlns=""` undeclares the default).
@@ -739,7 +740,7 @@ const XML_INDEX: usize = 0;
 impl<'i, 's> Scopes<'i, 's> {
     fn new(text: &'i str, schema: &'s Schema) -> Self {
         let mut names = Vec::with_capacity(8);
-        names.push((Cow::Borrowed(super::schema::XML_NS), schema.namespace_id(super::schema::XML_NS)));
+        names.push((Cow::Borrowed(super::schema::XML_NS), schema.namespace_id(super::schema::XML_NS), Reserved::Xml));
         Scopes {
             text,
             schema,
@@ -762,11 +763,12 @@ impl<'i, 's> Scopes<'i, 's> {
         let index = if value.is_empty() {
             None
         } else {
-            Some(match self.names.iter().position(|(n, _)| *n == value) {
+            Some(match self.names.iter().position(|(n, ..)| *n == value) {
                 Some(i) => i,
                 None => {
                     let id = self.schema.namespace_id(&value);
-                    self.names.push((value, id));
+                    let reserved = Reserved::of(&value);
+                    self.names.push((value, id, reserved));
                     self.names.len() - 1
                 }
             })
@@ -791,11 +793,11 @@ impl<'i, 's> Scopes<'i, 's> {
 
     /// The schema's number for the namespace `index` names.
     fn id(&self, index: Option<usize>) -> u32 {
-        index.and_then(|i| self.names.get(i)).map_or(self.no_namespace, |(_, id)| *id)
+        index.and_then(|i| self.names.get(i)).map_or(self.no_namespace, |(_, id, _)| *id)
     }
 
     fn name(&self, index: Option<usize>) -> Option<&str> {
-        index.and_then(|i| self.names.get(i)).map(|(n, _)| &**n)
+        index.and_then(|i| self.names.get(i)).map(|(n, ..)| &**n)
     }
 
     /// Reads a start tag's attributes: declares its namespace bindings, and returns the others
@@ -842,7 +844,7 @@ impl<'i, 's> Scopes<'i, 's> {
                 }
                 None => {
                     let (prefix, local) = split_qname(key);
-                    self.attrs.push(Attr { prefix, local, ns: Cow::Borrowed(""), value });
+                    self.attrs.push(Attr { prefix, local, ns: Cow::Borrowed(""), reserved: Reserved::No, value });
                 }
             }
         }
@@ -852,8 +854,8 @@ impl<'i, 's> Scopes<'i, 's> {
             if prefix.is_empty() {
                 continue;
             }
-            let ns = match self.binding(prefix) {
-                Some(Some(index)) => self.names[index].0.clone(),
+            let (ns, reserved) = match self.binding(prefix) {
+                Some(Some(index)) => (self.names[index].0.clone(), self.names[index].2),
                 _ => {
                     return Err(EnvelopeError::Malformed {
                         at: 0,
@@ -862,6 +864,7 @@ impl<'i, 's> Scopes<'i, 's> {
                 }
             };
             self.attrs[i].ns = ns;
+            self.attrs[i].reserved = reserved;
         }
         for (i, a) in self.attrs.iter().enumerate().skip(1) {
             if self.attrs[..i].iter().any(|b| short_eq(a.local, b.local) && b.ns == a.ns) {

@@ -80,7 +80,30 @@ pub struct Attr<'a> {
     pub local: &'a str,
     /// Its namespace (`""`: none, as for every unprefixed attribute).
     pub ns: Cow<'a, str>,
+    /// Whether that namespace is XML Schema instance's or XML's (known once per declaration,
+    /// so that no attribute compares namespace names).
+    pub reserved: Reserved,
     pub value: Cow<'a, str>,
+}
+
+/// The namespaces whose attributes the validator treats apart from those a type declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    No,
+    /// `xsi:type`, `xsi:nil` and the like.
+    Xsi,
+    /// `xml:lang` and the like.
+    Xml,
+}
+
+impl Reserved {
+    pub fn of(ns: &str) -> Reserved {
+        match ns {
+            XSI_NS => Reserved::Xsi,
+            XML_NS => Reserved::Xml,
+            _ => Reserved::No,
+        }
+    }
 }
 
 /// What an element's children are recorded as, for matching its content model.
@@ -292,7 +315,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             return Ok(());
         }
         let mut ty = decl_ty;
-        for a in attrs.iter().filter(|a| a.ns == XSI_NS) {
+        for a in attrs.iter().filter(|a| a.reserved == Reserved::Xsi) {
             match a.local {
                 "type" => {
                     let named = self.xsi_type(trim_xml(&a.value), resolve).ok_or_else(|| {
@@ -344,7 +367,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             Type::Complex(ct) => (ct.attributes.as_slice(), ct.any_attribute),
             _ => (&[][..], false),
         };
-        for a in attrs.iter().filter(|a| a.ns != XSI_NS && a.ns != XML_NS) {
+        for a in attrs.iter().filter(|a| a.reserved == Reserved::No) {
             match decls.iter().find(|d| d.name.ns == a.ns && d.name.local == a.local) {
                 Some(d) => {
                     schema
