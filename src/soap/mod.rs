@@ -83,7 +83,12 @@ pub fn escape_xml(text: &str) -> std::borrow::Cow<'_, str> {
     quick_xml::escape::escape(text)
 }
 
-/// Escapes text for an XML text node (`<`, `>`, `&`), leaving quotes readable.
+/// Escapes text for an XML text node (`<`, `>`, `&`), leaving quotes readable. Text with none
+/// of them (an access token, every request) is found so with one `memchr3` instead of a loop
+/// over its bytes.
 pub fn escape_text(text: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::partial_escape(text)
+    match memchr::memchr3(b'<', b'>', b'&', text.as_bytes()) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(_) => quick_xml::escape::partial_escape(text),
+    }
 }
