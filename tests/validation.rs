@@ -203,6 +203,37 @@ fn lax_and_off_modes() {
 // === enterprise WSDL: typed sObjects through xsi:type ===
 
 #[test]
+fn xsi_attributes_are_known_by_namespace_not_prefix() {
+    let w = enterprise();
+    // The XML Schema instance namespace under another prefix, declared on the tag that uses it.
+    valid(
+        w,
+        &env(
+            E,
+            r#"<urn:create><urn:sObjects xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:type="ens:Account"><ens:Id i:nil="true"/><ens:NumberOfEmployees>12</ens:NumberOfEmployees></urn:sObjects></urn:create>"#,
+        ),
+        "create",
+    );
+    invalid(
+        w,
+        &env(
+            E,
+            r#"<urn:create><urn:sObjects xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:type="ens:Account"><ens:Id i:nil="true"/><ens:LastName>x</ens:LastName></urn:sObjects></urn:create>"#,
+        ),
+        "Body/create/sObjects[1]: unexpected element 'LastName'",
+    );
+    // `xsi` bound to another namespace: its `type` is an ordinary attribute, which sObject lacks.
+    invalid(
+        w,
+        &env(
+            E,
+            r#"<urn:create><urn:sObjects xmlns:xsi="urn:not-schema-instance" xsi:type="ens:Account"><ens:Id>001000000000001AAA</ens:Id></urn:sObjects></urn:create>"#,
+        ),
+        "Body/create/sObjects[1]: attribute 'type' is not allowed",
+    );
+}
+
+#[test]
 fn enterprise_typed_sobjects() {
     let w = enterprise();
     valid(
