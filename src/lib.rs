@@ -94,7 +94,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let config = app.config();
     let drain = config.drain;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let mut sockets = bind_listeners(config.listen, worker_count(config.workers))?.into_iter();
+    let first = sockets.next().ok_or_else(|| std::io::Error::other("no listening socket"))?;
+    let listener = tokio::net::TcpListener::from_std(first)?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, routes = config.routes.len(), "Listening.");
     let ready = Arc::new(admin::Readiness::default());
@@ -135,13 +137,11 @@ pub async fn run(
         }
         None => None,
     };
-    // More workers: threads of their own, each a single-threaded runtime accepting on the same
-    // listening socket (nginx's model), so that a request stays on one thread from accept to
-    // answer with no work-stealing between them. This thread is the first worker.
+    // More workers: threads of their own, each a single-threaded runtime accepting on its own
+    // socket of the listening port (`bind_listeners`), so that a request stays on one thread from
+    // accept to answer with no work-stealing between them. This thread is the first worker.
     let mut workers = Vec::new();
-    for n in 1..worker_count(config.workers) {
-        let fd = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
-        let socket = std::net::TcpListener::from(fd);
+    for (n, socket) in (1..).zip(sockets) {
         let (handler, tls, stop) = (handler.clone(), tls.clone(), stopped());
         let reaper = reap_idle_upstreams(Arc::clone(&app), stopped());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -240,10 +240,81 @@ async fn reap_idle_upstreams(app: Arc<App>, stop: impl Future<Output = ()>) {
     }
 }
 
+/// The proxy's listening sockets on `addr`, one per worker (`count`). With more than one, each
+/// is a socket of its own on the same port (`SO_REUSEPORT`), and the kernel spreads new
+/// connections across them by their addresses. (Workers accepting on one shared socket raced for
+/// it: the thread that woke first accepted every connection waiting, so a burst of new
+/// connections could all land on one worker while the other stayed idle.) Before the group is
+/// bound, the address is bound once without `SO_REUSEPORT`: another process already listening
+/// there (a second instance started by mistake) is refused with "address in use" instead of
+/// silently sharing the port. Port 0 picks a free port for the whole group. Called within a
+/// tokio runtime.
+pub fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let socket = |reuse_port: bool| -> std::io::Result<tokio::net::TcpSocket> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(reuse_port)?;
+        Ok(socket)
+    };
+    let listen = |socket: tokio::net::TcpSocket, at: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        socket.bind(at)?;
+        // The backlog tokio's own `bind` uses; handed over non-blocking, for `from_std` on the
+        // worker's runtime.
+        socket.listen(1024)?.into_std()
+    };
+    if count <= 1 {
+        return Ok(vec![listen(socket(false)?, addr)?]);
+    }
+    let probe = socket(false)?;
+    probe.bind(addr)?;
+    let at = probe.local_addr()?;
+    drop(probe);
+    (0..count).map(|_| listen(socket(true)?, at)).collect()
+}
+
 /// How many threads serve: `workers`, or one per CPU when 0.
 pub fn worker_count(workers: usize) -> usize {
     match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New connections to a port the workers share land on more than one worker's socket, and
+    /// the port, once held, is refused to a second group.
+    #[tokio::test]
+    async fn workers_listen_on_sockets_of_their_own_and_connections_spread_across_them() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let group = bind_listeners(loopback, 2).expect("bound");
+        let at = group[0].local_addr().expect("address");
+        assert_eq!(group.len(), 2);
+        assert_eq!(group[1].local_addr().expect("address"), at, "one port for the group");
+
+        let clients: Vec<_> = (0..64).map(|_| std::net::TcpStream::connect(at).expect("connected")).collect();
+        // Each connection was queued on one of the sockets by the time `connect` returned (the
+        // handshake is the kernel's); accepted without blocking, until all are in.
+        let mut accepted = [0usize; 2];
+        for _ in 0..1_000_000 {
+            for (socket, count) in group.iter().zip(accepted.iter_mut()) {
+                while socket.accept().is_ok() {
+                    *count += 1;
+                }
+            }
+            if accepted.iter().sum::<usize>() == clients.len() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(accepted.iter().sum::<usize>(), 64, "{accepted:?}");
+        assert!(accepted.iter().all(|&n| n > 0), "every socket takes connections: {accepted:?}");
+
+        let taken = bind_listeners(at, 2).expect_err("the port is held");
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+        let single = bind_listeners(loopback, 1).expect("bound");
+        assert_eq!(single.len(), 1);
     }
 }
