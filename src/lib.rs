@@ -249,7 +249,7 @@ async fn reap_idle_upstreams(app: Arc<App>, stop: impl Future<Output = ()>) {
 /// there (a second instance started by mistake) is refused with "address in use" instead of
 /// silently sharing the port. Port 0 picks a free port for the whole group. Called within a
 /// tokio runtime.
-pub fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     let socket = |reuse_port: bool| -> std::io::Result<tokio::net::TcpSocket> {
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
