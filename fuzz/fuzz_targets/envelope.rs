@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let plan = Plan { requester: Some(&session), session: &session, mode, limits: &limits, action };
     if let Ok(scan) = envelope::scan(body, &plan, wsdl) {
         if let Ok(slot) = &scan.slot {
-            let out = envelope::rewrite(body, slot, &session, "00D!token&<>");
+            let out = envelope::rewrite(&bytes::Bytes::copy_from_slice(body), slot, &session, "00D!token&<>").concat();
             // The rewrite changes only the slot: what it writes must itself be well-formed.
             assert!(std::str::from_utf8(&out).is_ok());
         }

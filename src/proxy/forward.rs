@@ -142,7 +142,8 @@ pub struct Forward<'a> {
     /// always leaves out.
     pub incoming: &'a HeaderMap,
     pub strip: &'a [Option<&'a HeaderName>],
-    pub body: Bytes,
+    /// The body, in pieces written one after the other (see `envelope::rewrite`).
+    pub body: [Bytes; 3],
 }
 
 /// Sends the request to `origin` and streams the answer back: `Host`, then the headers the proxy
@@ -158,7 +159,7 @@ pub async fn send(
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
     let set = set.iter().flatten().map(|(name, value)| (name, value));
     let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
-    let head = h1::encode_head(method, &target, headers, body.len());
+    let head = h1::encode_head(method, &target, headers, body.iter().map(Bytes::len).sum());
     let request = Outgoing { method, head: &head, body: &body };
     let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
         Err(_) => {

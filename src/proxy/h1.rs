@@ -71,20 +71,26 @@ pub fn encode_head<'h>(
     head
 }
 
-/// Writes the head and the body, in one system call where the connection takes it whole.
-pub async fn write_request<W: AsyncWrite + Unpin>(io: &mut W, head: &[u8], body: &[u8]) -> std::io::Result<()> {
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() {
-        let n = io.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]).await?;
+/// Writes the head and the body's pieces, in one system call where the connection takes them
+/// whole; after a short write, the rest from where it stopped.
+pub async fn write_request<W: AsyncWrite + Unpin>(io: &mut W, head: &[u8], body: &[Bytes; 3]) -> std::io::Result<()> {
+    let mut parts: [&[u8]; 4] = [head, &body[0], &body[1], &body[2]];
+    let mut first = 0;
+    while let Some(part) = parts.get(first) {
+        if part.is_empty() {
+            first += 1;
+            continue;
+        }
+        let slices = parts.map(IoSlice::new);
+        let mut n = io.write_vectored(&slices[first..]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        body = &body[n - from_head..];
-    }
-    if !body.is_empty() {
-        io.write_all(body).await?;
+        for part in &mut parts[first..] {
+            let done = n.min(part.len());
+            *part = &part[done..];
+            n -= done;
+        }
     }
     io.flush().await
 }
@@ -474,6 +480,24 @@ mod tests {
                     None => return Err("incomplete".to_owned()),
                 },
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn request_pieces_are_written_whole_and_in_order_through_short_writes() {
+        use tokio::io::AsyncReadExt;
+        let body = [Bytes::from_static(b"<a>"), Bytes::new(), Bytes::from_static(b"token</a>")];
+        for capacity in [1, 2, 5, 64] {
+            // A pipe that takes at most `capacity` bytes at a time, read as it is written.
+            let (mut near, mut far) = tokio::io::duplex(capacity);
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                far.read_to_end(&mut got).await.map(|_| got)
+            });
+            write_request(&mut near, b"POST / HTTP/1.1\r\n\r\n", &body).await.expect("written");
+            drop(near);
+            let got = reader.await.expect("reader").expect("read");
+            assert_eq!(got, b"POST / HTTP/1.1\r\n\r\n<a>token</a>", "capacity {capacity}");
         }
     }
 

@@ -523,15 +523,16 @@ enum Inject<'r> {
 }
 
 impl Inject<'_> {
-    /// The `Authorization` header to send with `token` (REST), and the body (SOAP: the envelope
-    /// with the token as its session).
-    fn with(&self, token: &Token) -> (Option<HeaderValue>, Bytes) {
+    /// The `Authorization` header to send with `token` (REST), and the body's pieces (SOAP: the
+    /// envelope around the token as its session; REST: the body as it came).
+    fn with(&self, token: &Token) -> (Option<HeaderValue>, [Bytes; 3]) {
         match self {
             Inject::Soap { body, slot, session, .. } => {
-                let rewritten = envelope::rewrite(body, slot, session, token.access_token.expose());
-                (None, Bytes::from(rewritten))
+                (None, envelope::rewrite(body, slot, session, token.access_token.expose()))
             }
-            Inject::Rest { body, .. } => (Some(token.access_token.authorization()), body.clone()),
+            Inject::Rest { body, .. } => {
+                (Some(token.access_token.authorization()), [body.clone(), Bytes::new(), Bytes::new()])
+            }
         }
     }
 }

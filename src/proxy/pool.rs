@@ -124,7 +124,8 @@ impl std::fmt::Debug for Pool {
 pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub head: &'a [u8],
-    pub body: &'a Bytes,
+    /// Its pieces, written in order.
+    pub body: &'a [Bytes; 3],
 }
 
 impl Pool {

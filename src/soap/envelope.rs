@@ -1,7 +1,7 @@
 //! The one streaming pass over a buffered SOAP request: checks the envelope's shape and limits,
 //! finds the operation in the WSDL and checks its SOAPAction, validates the body against the
-//! schema, reads the requester and marks where the session token goes; then `rewrite` writes the
-//! forwarded envelope, copying every other byte unchanged.
+//! schema, reads the requester and marks where the session token goes; then `rewrite` splices
+//! the token in: the forwarded envelope is the request's own bytes around it, not a copy.
 //!
 //! No DOM of the request is built: quick-xml events over the borrowed body, a stack of local names
 //! borrowed from it, byte offsets, and the validator's one frame per open element. The token is
@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use bytes::Bytes;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
@@ -1067,29 +1068,16 @@ fn insertion(
     }
 }
 
-/// Writes the envelope to forward: `body` with the token in the slot, every other byte unchanged.
-pub fn rewrite(body: &[u8], slot: &Slot, session: &[String], token: &str) -> Vec<u8> {
+/// The forwarded envelope: `body` with the session token written into `slot`, as three pieces
+/// sent one after the other: the request's bytes before the slot, what goes in it, and the
+/// bytes after it. The first and last share the request's buffer (nothing of the envelope is
+/// copied, whatever its size); only the middle piece is new.
+pub fn rewrite(body: &Bytes, slot: &Slot, session: &[String], token: &str) -> [Bytes; 3] {
     let token = escape_text(token);
-    // Exactly the size when the token replaces an element's text (the usual case): the copy
-    // then becomes the forwarded body's bytes without another allocation.
-    let size = match slot {
-        Slot::Content(range) => body.len().saturating_sub(range.len()) + token.len(),
-        _ => body.len() + token.len() + 128,
-    };
-    let mut out = Vec::with_capacity(size);
-    match slot {
-        Slot::Content(range) => {
-            out.extend_from_slice(&body[..range.start]);
-            out.extend_from_slice(token.as_bytes());
-            out.extend_from_slice(&body[range.end..]);
-        }
-        Slot::EmptyTag { range, name } => {
-            out.extend_from_slice(&body[..range.start]);
-            out.extend_from_slice(format!("<{name}>{token}</{name}>").as_bytes());
-            out.extend_from_slice(&body[range.end..]);
-        }
+    let (range, middle) = match slot {
+        Slot::Content(range) => (range.clone(), Bytes::copy_from_slice(token.as_bytes())),
+        Slot::EmptyTag { range, name } => (range.clone(), Bytes::from(format!("<{name}>{token}</{name}>"))),
         Slot::Insert { at, depth, namespace, env_prefix } => {
-            out.extend_from_slice(&body[..*at]);
             let mut open = String::new();
             let mut close = Vec::new();
             for (i, name) in session.iter().enumerate().skip(*depth) {
@@ -1109,15 +1097,17 @@ pub fn rewrite(body: &[u8], slot: &Slot, session: &[String], token: &str) -> Vec
                     close.push(name.clone());
                 }
             }
-            out.extend_from_slice(open.as_bytes());
-            out.extend_from_slice(token.as_bytes());
+            open.push_str(&token);
             for name in close.iter().rev() {
-                out.extend_from_slice(format!("</{name}>").as_bytes());
+                open.push_str(&format!("</{name}>"));
             }
-            out.extend_from_slice(&body[*at..]);
+            (*at..*at, Bytes::from(open))
         }
-    }
-    out
+    };
+    // The slot lies within the body by the scan's making; clamped all the same (`slice` panics).
+    let end = range.end.min(body.len());
+    let start = range.start.min(end);
+    [body.slice(..start), middle, body.slice(end..)]
 }
 
 /// The SOAP version an unparseable request most likely speaks, for writing its fault: the first
@@ -1192,7 +1182,8 @@ mod tests {
             Plan { requester: req.as_deref(), session: &session, mode: Mode::Off, limits: &limits, action: None };
         let scan = scan(body.as_bytes(), &plan, wsdl)?;
         let slot = scan.slot.as_ref().map_err(Clone::clone)?;
-        let out = String::from_utf8(rewrite(body.as_bytes(), slot, &session, "T&K")).expect("utf8");
+        let out = String::from_utf8(rewrite(&Bytes::copy_from_slice(body.as_bytes()), slot, &session, "T&K").concat())
+            .expect("utf8");
         Ok((scan, out))
     }
 
