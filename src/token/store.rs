@@ -53,7 +53,9 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    tokens: moka::sync::Cache<TokenKey, Arc<Held>>,
+    /// Hashed with foldhash, seeded per process: SipHash of the key (provider identity, subject,
+    /// scope) cost ~600 instructions of every request's look-up.
+    tokens: moka::sync::Cache<TokenKey, Arc<Held>, foldhash::quality::RandomState>,
     /// A token unused this long is dropped (measured on `clock`, so tests can cross it).
     idle: std::time::Duration,
     epoch: std::time::Instant,
@@ -77,7 +79,10 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 // moka's own idle expiry frees memory of tokens nobody asks for again; `lookup`
                 // applies the same rule on the store's clock.
-                tokens: moka::sync::Cache::builder().max_capacity(max_tokens).time_to_idle(idle).build(),
+                tokens: moka::sync::Cache::builder()
+                    .max_capacity(max_tokens)
+                    .time_to_idle(idle)
+                    .build_with_hasher(foldhash::quality::RandomState::default()),
                 idle,
                 epoch: clock.now(),
                 inflight: Mutex::new(HashMap::new()),
