@@ -225,6 +225,15 @@ async fn metrics_health_and_readiness() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
     assert!(!text.contains(ALICE), "no subject in metrics");
+    // Counted, not only named: this test's own answers are in the series (other tests of this
+    // file may add to them while it runs).
+    let count = |series: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_default();
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("oauth_egress_requests_total{route=\"sf-soap\",operation=\"query\",status=\"200\"}") >= 5, "{text}");
+    assert!(count("oauth_egress_requests_total{route=\"sf-rest\",operation=\"\",status=\"200\"}") >= 1, "{text}");
+    assert!(count("oauth_egress_requests_total{route=\"sf-soap\",operation=\"\",status=\"500\"}") >= 1, "{text}");
 
     // While draining, the admin listener says not ready.
     h.upstream.hold();

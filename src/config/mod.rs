@@ -116,6 +116,11 @@ pub struct Route {
     pub name: Arc<str>,
     /// This route's series of the process's request latency histogram (it outlives reloads).
     pub latency: prometheus_client::metrics::histogram::Histogram,
+    /// This route's series of the request counter for status 200, per operation (an index into
+    /// the WSDL's operations; a REST route has one, the empty operation), each fetched the
+    /// first time it counts: counting the usual answer is then one atomic add, not a label-set
+    /// look-up.
+    pub answered_ok: Box<[std::sync::OnceLock<prometheus_client::metrics::counter::Counter>]>,
     /// Path prefix, matched at a `/` boundary.
     pub path: String,
     pub provider: Arc<Provider>,
@@ -642,8 +647,13 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         };
         if let (Some(provider), Some(upstream), Some(protocol)) = (provider, upstream, protocol) {
             let name: Arc<str> = r.name.get_ref().as_str().into();
+            let operations = match &protocol {
+                Protocol::Soap { wsdl, .. } => wsdl.operations.len(),
+                Protocol::Rest { .. } => 1,
+            };
             routes.push(Route {
                 latency: crate::metrics::METRICS.route_latency(&name),
+                answered_ok: (0..operations).map(|_| std::sync::OnceLock::new()).collect(),
                 name,
                 path: r.path.get_ref().clone(),
                 provider,

@@ -206,7 +206,8 @@ struct RequestCtx<'a> {
     soap: Option<SoapVersion>,
     subject: Option<Arc<str>>,
     caller: Option<String>,
-    operation: Option<Arc<str>>,
+    /// The SOAP operation: its index in the WSDL's operations, and its name.
+    operation: Option<(usize, Arc<str>)>,
 }
 
 impl Generation {
@@ -263,7 +264,7 @@ impl Generation {
                 respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
             }
         };
-        record(&route.name, Some(&route.latency), ctx.operation.as_ref(), response.status().as_u16(), started);
+        record_answer(route, ctx.operation.as_ref(), response.status().as_u16(), started);
         tracing::info!(
             route = %route.name,
             %method,
@@ -373,7 +374,7 @@ impl Generation {
                     ProxyError::Envelope(e)
                 })?;
                 ctx.soap = Some(scan.version);
-                ctx.operation = Some(wsdl.operations[scan.operation].name.clone());
+                ctx.operation = Some((scan.operation, wsdl.operations[scan.operation].name.clone()));
                 let slot = scan.slot.map_err(ProxyError::Envelope)?;
                 let (requester_text, requester_header) = match requester {
                     Requester::Element(path) => {
@@ -398,14 +399,14 @@ impl Generation {
         let subject = self.config.subjects.subject_for(&requester_text)?;
         ctx.subject = Some(subject.clone());
         if let Some(caller) = caller {
-            let decision = caller.authorize(&subject, &route.name, ctx.operation.as_deref());
+            let decision = caller.authorize(&subject, &route.name, ctx.operation.as_ref().map(|(_, name)| &**name));
             tracing::info!(
                 target: "audit",
                 request_id = %ctx.request_id,
                 caller = %caller.name,
                 subject = %subject,
                 route = %route.name,
-                operation = ctx.operation.as_deref().unwrap_or("-"),
+                operation = ctx.operation.as_ref().map_or("-", |(_, name)| name),
                 decision = if decision.is_ok() { "allow" } else { "deny" },
                 rule = %decision.as_ref().err().map(ToString::to_string).unwrap_or_default(),
                 "Authorization decision."
@@ -571,6 +572,25 @@ fn set_charset_utf8(headers: &mut HeaderMap) {
 
 /// The empty label: the route of requests no route matched, the operation of REST requests.
 static EMPTY_LABEL: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+
+/// Counts a request a route answered, and its latency: the usual answer (200) on the route's
+/// own counter for its operation, any other through the label-set look-up.
+fn record_answer(route: &Route, operation: Option<&(usize, Arc<str>)>, status: u16, started: Instant) {
+    let ok = (status == 200).then(|| route.answered_ok.get(operation.map_or(0, |(index, _)| *index))).flatten();
+    let Some(ok) = ok else {
+        return record(&route.name, Some(&route.latency), operation.map(|(_, name)| name), status, started);
+    };
+    ok.get_or_init(|| {
+        let labels = crate::metrics::RequestLabels {
+            route: Arc::clone(&route.name),
+            operation: operation.map_or_else(|| Arc::clone(&EMPTY_LABEL), |(_, name)| Arc::clone(name)),
+            status,
+        };
+        crate::metrics::METRICS.requests.get_or_create(&labels).clone()
+    })
+    .inc();
+    route.latency.observe(started.elapsed().as_secs_f64());
+}
 
 /// Counts an answered request and its latency (`latency`: the route's histogram, none when no
 /// route matched).
