@@ -18,8 +18,9 @@ pub enum Unmapped {
 /// The subject mapping of a config.
 #[derive(Clone, Debug)]
 pub struct SubjectMap {
-    /// Lower-cased requester → subject.
-    table: HashMap<String, Arc<str>>,
+    /// Lower-cased requester → subject. Keys come from the config only (look-ups never insert),
+    /// so the fast foldhash serves: SipHash cost a few hundred instructions a request.
+    table: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
     template: Option<Template>,
     unmapped: Unmapped,
 }
@@ -56,11 +57,22 @@ impl SubjectMap {
         if requester.is_empty() {
             return Err(MappingError::Empty);
         }
-        if requester.chars().count() > MAX_REQUESTER_LEN {
-            return Err(MappingError::TooLong);
-        }
-        if requester.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(MappingError::BadCharacters);
+        if requester.is_ascii() {
+            // The usual case, one byte a character: ASCII's white space and control characters
+            // are exactly the bytes up to the space, and DEL.
+            if requester.len() > MAX_REQUESTER_LEN {
+                return Err(MappingError::TooLong);
+            }
+            if requester.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(MappingError::BadCharacters);
+            }
+        } else {
+            if requester.chars().count() > MAX_REQUESTER_LEN {
+                return Err(MappingError::TooLong);
+            }
+            if requester.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(MappingError::BadCharacters);
+            }
         }
         if !self.table.is_empty() {
             let lower = if requester.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
@@ -149,6 +161,13 @@ mod tests {
         assert_eq!(m.subject_for("  "), Err(MappingError::Empty));
         assert_eq!(m.subject_for("a b@x"), Err(MappingError::BadCharacters));
         assert_eq!(m.subject_for(&"a".repeat(300)), Err(MappingError::TooLong));
+        // ASCII and not: the same rules, in characters.
+        for odd in ["a\tb@x", "a\u{1}b@x", "a\u{7f}b@x", "ä\u{a0}b@x", "ä\u{85}b@x", "ä\u{2003}b@x"] {
+            assert_eq!(m.subject_for(odd), Err(MappingError::BadCharacters), "{odd:?}");
+        }
+        assert_eq!(m.subject_for(&"a".repeat(256)).as_deref(), Ok(format!("{}.sandbox", "a".repeat(256)).as_str()));
+        assert!(m.subject_for(&"é".repeat(256)).is_ok(), "256 characters, 512 bytes");
+        assert_eq!(m.subject_for(&"é".repeat(257)), Err(MappingError::TooLong));
     }
 
     #[test]
