@@ -94,10 +94,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let config = app.config();
     let drain = config.drain;
-    let mut sockets = bind_listeners(config.listen, worker_count(config.workers))?.into_iter();
-    let first = sockets.next().ok_or_else(|| std::io::Error::other("no listening socket"))?;
-    let listener = tokio::net::TcpListener::from_std(first)?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    // One handoff per worker; `server::dispatch` accepts and shares the connections out.
+    let (senders, mut handoffs): (Vec<_>, Vec<_>) =
+        (0..worker_count(config.workers)).map(|_| server::handoff()).unzip();
+    let first = handoffs.remove(0);
     tracing::info!(listen = %addr, routes = config.routes.len(), "Listening.");
     let ready = Arc::new(admin::Readiness::default());
     let admin_listener = match config.admin_listen {
@@ -137,11 +139,11 @@ pub async fn run(
         }
         None => None,
     };
-    // More workers: threads of their own, each a single-threaded runtime accepting on its own
-    // socket of the listening port (`bind_listeners`), so that a request stays on one thread from
-    // accept to answer with no work-stealing between them. This thread is the first worker.
+    // More workers: threads of their own, each a single-threaded runtime serving the connections
+    // handed to it, so that a request stays on one thread from accept to answer with no
+    // work-stealing between them. This thread accepts, and is the first worker.
     let mut workers = Vec::new();
-    for (n, socket) in (1..).zip(sockets) {
+    for (n, handoff) in (1..).zip(handoffs) {
         let (handler, tls, stop) = (handler.clone(), tls.clone(), stopped());
         let reaper = reap_idle_upstreams(Arc::clone(&app), stopped());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -149,9 +151,8 @@ pub async fn run(
         let thread = std::thread::Builder::new().name(format!("oauth-egress-{n}")).spawn(move || {
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
                 runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(socket)?;
                     tokio::spawn(reaper);
-                    server::serve(listener, tls, handler, stop, drain).await;
+                    server::serve_handed(handoff, tls, handler, stop, drain).await;
                     let _ = done_tx.send(());
                     // Token exchanges this thread started may be awaited by requests on others:
                     // its runtime runs until every worker is done.
@@ -169,7 +170,8 @@ pub async fn run(
         workers.push((thread, done_rx));
     }
     tokio::spawn(reap_idle_upstreams(Arc::clone(&app), stopped()));
-    let tcp = tokio::spawn(server::serve(listener, tls, handler, stopped(), drain));
+    let accepting = tokio::spawn(server::dispatch(listener, senders, stopped()));
+    let tcp = tokio::spawn(server::serve_handed(first, tls, handler, stopped(), drain));
     // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin_listener.map(|listener| {
@@ -195,6 +197,7 @@ pub async fn run(
     ready.set(false);
     systemd::notify("STOPPING=1");
     let _ = stop_tx.send(true);
+    let _ = accepting.await;
     let _ = tcp.await;
     let mut threads = Vec::with_capacity(workers.len());
     for (thread, done) in workers {
@@ -240,38 +243,6 @@ async fn reap_idle_upstreams(app: Arc<App>, stop: impl Future<Output = ()>) {
     }
 }
 
-/// The proxy's listening sockets on `addr`, one per worker (`count`). With more than one, each
-/// is a socket of its own on the same port (`SO_REUSEPORT`), and the kernel spreads new
-/// connections across them by their addresses. (Workers accepting on one shared socket raced for
-/// it: the thread that woke first accepted every connection waiting, so a burst of new
-/// connections could all land on one worker while the other stayed idle.) Before the group is
-/// bound, the address is bound once without `SO_REUSEPORT`: another process already listening
-/// there (a second instance started by mistake) is refused with "address in use" instead of
-/// silently sharing the port. Port 0 picks a free port for the whole group. Called within a
-/// tokio runtime.
-fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let socket = |reuse_port: bool| -> std::io::Result<tokio::net::TcpSocket> {
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(reuse_port)?;
-        Ok(socket)
-    };
-    let listen = |socket: tokio::net::TcpSocket, at: SocketAddr| -> std::io::Result<std::net::TcpListener> {
-        socket.bind(at)?;
-        // The backlog tokio's own `bind` uses; handed over non-blocking, for `from_std` on the
-        // worker's runtime.
-        socket.listen(1024)?.into_std()
-    };
-    if count <= 1 {
-        return Ok(vec![listen(socket(false)?, addr)?]);
-    }
-    let probe = socket(false)?;
-    probe.bind(addr)?;
-    let at = probe.local_addr()?;
-    drop(probe);
-    (0..count).map(|_| listen(socket(true)?, at)).collect()
-}
-
 /// How many threads serve: `workers`, or one per CPU when 0.
 pub fn worker_count(workers: usize) -> usize {
     match workers {
@@ -284,37 +255,48 @@ pub fn worker_count(workers: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// New connections to a port the workers share land on more than one worker's socket, and
-    /// the port, once held, is refused to a second group.
+    /// The accepting thread hands each new connection to the worker with the fewest open: a
+    /// burst splits evenly, and connections that end on one worker send the next ones there.
+    /// Another listener on the held port is refused.
     #[tokio::test]
-    async fn workers_listen_on_sockets_of_their_own_and_connections_spread_across_them() {
-        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let group = bind_listeners(loopback, 2).expect("bound");
-        let at = group[0].local_addr().expect("address");
-        assert_eq!(group.len(), 2);
-        assert_eq!(group[1].local_addr().expect("address"), at, "one port for the group");
-
-        let clients: Vec<_> = (0..64).map(|_| std::net::TcpStream::connect(at).expect("connected")).collect();
-        // Each connection was queued on one of the sockets by the time `connect` returned (the
-        // handshake is the kernel's); accepted without blocking, until all are in.
-        let mut accepted = [0usize; 2];
-        for _ in 0..1_000_000 {
-            for (socket, count) in group.iter().zip(accepted.iter_mut()) {
-                while socket.accept().is_ok() {
-                    *count += 1;
+    async fn connections_go_to_the_worker_with_the_fewest_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        let (senders, handoffs): (Vec<_>, Vec<_>) = (0..2).map(|_| server::handoff()).unzip();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let accepting = tokio::spawn(server::dispatch(listener, senders, async {
+            let _ = stop_rx.await;
+        }));
+        let [mut first, mut second]: [server::Handoff; 2] = handoffs.try_into().ok().expect("two");
+        let mut clients = Vec::new();
+        let mut handed = [Vec::new(), Vec::new()];
+        let mut take =
+            async |clients: &mut Vec<tokio::net::TcpStream>, n: usize, handed: &mut [Vec<std::net::TcpStream>; 2]| {
+                for _ in 0..n {
+                    clients.push(tokio::net::TcpStream::connect(at).await.expect("connected"));
                 }
-            }
-            if accepted.iter().sum::<usize>() == clients.len() {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        assert_eq!(accepted.iter().sum::<usize>(), 64, "{accepted:?}");
-        assert!(accepted.iter().all(|&n| n > 0), "every socket takes connections: {accepted:?}");
+                let goal = handed[0].len() + handed[1].len() + n;
+                while handed[0].len() + handed[1].len() < goal {
+                    tokio::select! {
+                        Some((stream, _)) = first.connections.recv() => handed[0].push(stream),
+                        Some((stream, _)) = second.connections.recv() => handed[1].push(stream),
+                    }
+                }
+            };
+        let within = std::time::Duration::from_secs(30);
+        tokio::time::timeout(within, take(&mut clients, 64, &mut handed)).await.expect("all handed over");
+        assert_eq!([handed[0].len(), handed[1].len()], [32, 32]);
+        // Ten of the first worker's connections end (as its server counts them down).
+        handed[0].truncate(22);
+        first.open.fetch_sub(10, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(within, take(&mut clients, 10, &mut handed)).await.expect("all handed over");
+        assert_eq!([handed[0].len(), handed[1].len()], [32, 32], "the ten new ones went to the first worker");
+        assert_eq!(second.open.load(std::sync::atomic::Ordering::Relaxed), 32);
 
-        let taken = bind_listeners(at, 2).expect_err("the port is held");
+        let taken = tokio::net::TcpListener::bind(at).await.expect_err("the port is held");
         assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
-        let single = bind_listeners(loopback, 1).expect("bound");
-        assert_eq!(single.len(), 1);
+        let _ = stop_tx.send(());
+        accepting.await.expect("stopped");
+        tokio::net::TcpListener::bind(at).await.expect("the port is free once the dispatcher stopped");
     }
 }

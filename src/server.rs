@@ -1,9 +1,12 @@
-//! Accepting connections: an HTTP/1.1 server over a bound listener, in plain TCP or TLS, that
-//! hands each request to a handler and, when `shutdown` resolves, stops accepting and lets open
-//! requests finish. The proxy and the loopback peers (demo, tests) all serve through here.
+//! Accepting connections: an HTTP/1.1 server over a bound listener (or over the connections
+//! `dispatch` shares out among the proxy's workers), in plain TCP or TLS, that hands each request
+//! to a handler and, when `shutdown` resolves, stops accepting and lets open requests finish. The
+//! proxy and the loopback peers (demo, tests) all serve through here.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -13,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::ProxyBody;
@@ -92,45 +96,157 @@ pub async fn serve<H, Fut>(
 {
     let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
                          watcher: hyper_util::server::graceful::Watcher| {
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let result = match tls {
-                None => {
-                    let service = service(handler, Peer { addr: Some(peer), cert: None, user: None });
-                    watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
-                }
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out.");
-                            return;
-                        }
-                    };
-                    let cert = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|c| std::sync::Arc::new(c.clone().into_owned()));
-                    let service = service(handler, Peer { addr: Some(peer), cert, user: None });
-                    watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "Connection ended with an error.");
-            }
-        });
+        tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, None));
     };
     let graceful = accept_loop(|| listener.accept(), on_connection, shutdown).await;
     drop(listener);
     self::drain(graceful, drain).await;
+}
+
+/// Connections `dispatch` hands to one worker, and how many of them the worker has open.
+pub struct Handoff {
+    pub connections: UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
+    pub open: Arc<AtomicUsize>,
+}
+
+/// The sending side of a worker's `Handoff`.
+pub type HandoffTo = (UnboundedSender<(std::net::TcpStream, std::net::SocketAddr)>, Arc<AtomicUsize>);
+
+/// A worker's `Handoff` and the sending side `dispatch` takes.
+pub fn handoff() -> (HandoffTo, Handoff) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let open = Arc::new(AtomicUsize::new(0));
+    ((tx, Arc::clone(&open)), Handoff { connections: rx, open })
+}
+
+/// Accepts on `listener` until `shutdown` resolves, handing each connection to the worker with
+/// the fewest open (the first of them on a tie), then closes the listener. Every worker thus
+/// gets its share of a burst of new connections and of a few long-lived ones, as they arrive:
+/// with a socket per worker (`SO_REUSEPORT`) the kernel spread them by a hash of their
+/// addresses, and 50 connections could split 30 / 20, one worker then busy while the other
+/// idled; on one socket shared by all, the thread that woke first took every connection waiting.
+pub async fn dispatch(listener: TcpListener, workers: Vec<HandoffTo>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Some((to, open)) = workers.iter().min_by_key(|(_, open)| open.load(Ordering::Relaxed)) else {
+                        return;
+                    };
+                    // Handed over without its registration with this thread's event loop.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            open.fetch_add(1, Ordering::Relaxed);
+                            if to.send((stream, peer)).is_err() {
+                                open.fetch_sub(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "A connection could not be handed over."),
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
+/// As `serve`, for the connections `dispatch` hands to this worker.
+pub async fn serve_handed<H, Fut>(
+    handoff: Handoff,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let Handoff { connections, open } = handoff;
+    let connections = std::sync::Mutex::new(connections);
+    // The next connection handed over, registered with this thread's event loop; none while the
+    // dispatcher is gone (it stops on the same shutdown).
+    let next = || {
+        std::future::poll_fn(|cx| {
+            let handed = match connections.lock() {
+                Ok(mut rx) => rx.poll_recv(cx),
+                Err(_) => return std::task::Poll::Pending,
+            };
+            match handed {
+                std::task::Poll::Ready(Some((stream, peer))) => {
+                    std::task::Poll::Ready(tokio::net::TcpStream::from_std(stream).map(|s| (s, peer)))
+                }
+                _ => std::task::Poll::Pending,
+            }
+        })
+    };
+    let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
+                         watcher: hyper_util::server::graceful::Watcher| {
+        let open = OpenConnection(Arc::clone(&open));
+        tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, Some(open)));
+    };
+    let graceful = accept_loop(next, on_connection, shutdown).await;
+    drop(connections);
+    self::drain(graceful, drain).await;
+}
+
+/// One open connection of a worker's count: counted down when the connection ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one TCP connection (TLS first, with `tls`) until it ends.
+async fn connection<H, Fut>(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    watcher: hyper_util::server::graceful::Watcher,
+    _open: Option<OpenConnection>,
+) where
+    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let result = match tls {
+        None => {
+            let service = service(handler, Peer { addr: Some(peer), cert: None, user: None });
+            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+        }
+        Some(acceptor) => {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed.");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out.");
+                    return;
+                }
+            };
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| std::sync::Arc::new(c.clone().into_owned()));
+            let service = service(handler, Peer { addr: Some(peer), cert, user: None });
+            watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service)).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "Connection ended with an error.");
+    }
 }
 
 /// Serves HTTP/1.1 on a Unix socket until `shutdown` resolves; each request carries the peer's

@@ -183,10 +183,10 @@ async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
     assert!(!lines.iter().any(|l| l.contains("00DLOOPBACK")), "no token in the logs");
 }
 
-/// `workers = 3`: two more threads serve beside the main one, each with a runtime and a listening
-/// socket of its own on the one port. Requests on many connections at once are all answered; on
-/// SIGTERM every thread stops accepting and lets its requests in flight finish before the process
-/// exits.
+/// `workers = 3`: two more threads serve beside the main one, each with a runtime of its own, the
+/// main one accepting and sharing the connections out. Requests on many connections at once are
+/// all answered; on SIGTERM the listener closes and every thread lets its requests in flight
+/// finish before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_thread_serves_and_drains_on_sigterm() {
     let Service { upstream, notify, mut child, listen, dir: _dir, idp: _idp, .. } = Service::start("workers = 3").await;
