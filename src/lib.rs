@@ -299,4 +299,32 @@ mod tests {
         accepting.await.expect("stopped");
         tokio::net::TcpListener::bind(at).await.expect("the port is free once the dispatcher stopped");
     }
+
+    /// A worker that stopped serving (its thread failed) takes no more connections: they go to
+    /// the others, however few it had open.
+    #[tokio::test]
+    async fn a_worker_that_stopped_serving_is_passed_over() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        let (senders, handoffs): (Vec<_>, Vec<_>) = (0..2).map(|_| server::handoff()).unzip();
+        let [stopped, mut serving]: [server::Handoff; 2] = handoffs.try_into().ok().expect("two");
+        serving.open.store(100, std::sync::atomic::Ordering::Relaxed);
+        drop(stopped);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let accepting = tokio::spawn(server::dispatch(listener, senders, async {
+            let _ = stop_rx.await;
+        }));
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(tokio::net::TcpStream::connect(at).await.expect("connected"));
+        }
+        let within = std::time::Duration::from_secs(30);
+        for _ in 0..5 {
+            let handed = tokio::time::timeout(within, serving.connections.recv()).await.expect("handed over");
+            assert!(handed.is_some());
+        }
+        assert_eq!(serving.open.load(std::sync::atomic::Ordering::Relaxed), 105);
+        let _ = stop_tx.send(());
+        accepting.await.expect("stopped");
+    }
 }

@@ -130,21 +130,11 @@ pub async fn dispatch(listener: TcpListener, workers: Vec<HandoffTo>, shutdown: 
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Some((to, open)) = workers.iter().min_by_key(|(_, open)| open.load(Ordering::Relaxed)) else {
-                        return;
-                    };
-                    // Handed over without its registration with this thread's event loop.
-                    match stream.into_std() {
-                        Ok(stream) => {
-                            open.fetch_add(1, Ordering::Relaxed);
-                            if to.send((stream, peer)).is_err() {
-                                open.fetch_sub(1, Ordering::Relaxed);
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "A connection could not be handed over."),
-                    }
-                }
+                // Handed over without its registration with this thread's event loop.
+                Ok((stream, peer)) => match stream.into_std() {
+                    Ok(stream) => hand_over(&workers, (stream, peer)),
+                    Err(e) => tracing::debug!(error = %e, "A connection could not be handed over."),
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly rather than spin.
                     tracing::warn!(error = %e, "Accept failed.");
@@ -152,6 +142,26 @@ pub async fn dispatch(listener: TcpListener, workers: Vec<HandoffTo>, shutdown: 
                 }
             },
             _ = &mut shutdown => return,
+        }
+    }
+}
+
+/// Hands a connection to the serving worker with the fewest open. A worker that stopped serving
+/// (its thread failed) is passed over, so that it takes no connection again.
+fn hand_over(workers: &[HandoffTo], mut connection: (std::net::TcpStream, std::net::SocketAddr)) {
+    loop {
+        let serving = workers.iter().filter(|(to, _)| !to.is_closed());
+        let Some((to, open)) = serving.min_by_key(|(_, open)| open.load(Ordering::Relaxed)) else {
+            tracing::error!("No worker is serving: a new connection is closed.");
+            return;
+        };
+        open.fetch_add(1, Ordering::Relaxed);
+        match to.send(connection) {
+            Ok(()) => return,
+            Err(tokio::sync::mpsc::error::SendError(back)) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                connection = back;
+            }
         }
     }
 }
