@@ -152,7 +152,7 @@ pub async fn run(
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
                 runtime.block_on(async move {
                     tokio::spawn(reaper);
-                    server::serve_handed(handoff, tls, handler, stop, drain).await;
+                    server::serve(server::Source::Handed(handoff), tls, handler, stop, drain).await;
                     let _ = done_tx.send(());
                     // Token exchanges this thread started may be awaited by requests on others:
                     // its runtime runs until every worker is done.
@@ -171,7 +171,7 @@ pub async fn run(
     }
     tokio::spawn(reap_idle_upstreams(Arc::clone(&app), stopped()));
     let accepting = tokio::spawn(server::dispatch(listener, senders, stopped()));
-    let tcp = tokio::spawn(server::serve_handed(first, tls, handler, stopped(), drain));
+    let tcp = tokio::spawn(server::serve(server::Source::Handed(first), tls, handler, stopped(), drain));
     // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin_listener.map(|listener| {

@@ -82,10 +82,24 @@ async fn drain(graceful: GracefulShutdown, drain: Duration) {
     }
 }
 
-/// Serves until `shutdown` resolves, then waits up to `drain` for open connections to finish.
-/// With `tls`, every connection is a TLS server connection first.
+/// Where a server's TCP connections come from.
+pub enum Source {
+    /// Accepted on this listener.
+    Listener(TcpListener),
+    /// Handed over by `dispatch` (a worker of the proxy).
+    Handed(Handoff),
+}
+
+impl From<TcpListener> for Source {
+    fn from(listener: TcpListener) -> Source {
+        Source::Listener(listener)
+    }
+}
+
+/// Serves the connections of `source` until `shutdown` resolves, then waits up to `drain` for
+/// open connections to finish. With `tls`, every connection is a TLS server connection first.
 pub async fn serve<H, Fut>(
-    listener: TcpListener,
+    source: impl Into<Source>,
     tls: Option<TlsAcceptor>,
     handler: H,
     shutdown: impl Future<Output = ()>,
@@ -94,12 +108,41 @@ pub async fn serve<H, Fut>(
     H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
-                         watcher: hyper_util::server::graceful::Watcher| {
-        tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, None));
+    let on_connection = |open: Option<Arc<AtomicUsize>>| {
+        let (tls, handler) = (&tls, &handler);
+        move |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
+              watcher: hyper_util::server::graceful::Watcher| {
+            let open = open.as_ref().map(|count| OpenConnection(Arc::clone(count)));
+            tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, open));
+        }
     };
-    let graceful = accept_loop(|| listener.accept(), on_connection, shutdown).await;
-    drop(listener);
+    let graceful = match source.into() {
+        Source::Listener(listener) => {
+            let graceful = accept_loop(|| listener.accept(), on_connection(None), shutdown).await;
+            drop(listener);
+            graceful
+        }
+        Source::Handed(Handoff { connections, open }) => {
+            let connections = std::sync::Mutex::new(connections);
+            // The next connection handed over, registered with this thread's event loop; none
+            // while the dispatcher is gone (it stops on the same shutdown).
+            let next = || {
+                std::future::poll_fn(|cx| {
+                    let handed = match connections.lock() {
+                        Ok(mut rx) => rx.poll_recv(cx),
+                        Err(_) => return std::task::Poll::Pending,
+                    };
+                    match handed {
+                        std::task::Poll::Ready(Some((stream, peer))) => {
+                            std::task::Poll::Ready(tokio::net::TcpStream::from_std(stream).map(|s| (s, peer)))
+                        }
+                        _ => std::task::Poll::Pending,
+                    }
+                })
+            };
+            accept_loop(next, on_connection(Some(open)), shutdown).await
+        }
+    };
     self::drain(graceful, drain).await;
 }
 
@@ -164,45 +207,6 @@ fn hand_over(workers: &[HandoffTo], mut connection: (std::net::TcpStream, std::n
             }
         }
     }
-}
-
-/// As `serve`, for the connections `dispatch` hands to this worker.
-pub async fn serve_handed<H, Fut>(
-    handoff: Handoff,
-    tls: Option<TlsAcceptor>,
-    handler: H,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) where
-    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    let Handoff { connections, open } = handoff;
-    let connections = std::sync::Mutex::new(connections);
-    // The next connection handed over, registered with this thread's event loop; none while the
-    // dispatcher is gone (it stops on the same shutdown).
-    let next = || {
-        std::future::poll_fn(|cx| {
-            let handed = match connections.lock() {
-                Ok(mut rx) => rx.poll_recv(cx),
-                Err(_) => return std::task::Poll::Pending,
-            };
-            match handed {
-                std::task::Poll::Ready(Some((stream, peer))) => {
-                    std::task::Poll::Ready(tokio::net::TcpStream::from_std(stream).map(|s| (s, peer)))
-                }
-                _ => std::task::Poll::Pending,
-            }
-        })
-    };
-    let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
-                         watcher: hyper_util::server::graceful::Watcher| {
-        let open = OpenConnection(Arc::clone(&open));
-        tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, Some(open)));
-    };
-    let graceful = accept_loop(next, on_connection, shutdown).await;
-    drop(connections);
-    self::drain(graceful, drain).await;
 }
 
 /// One open connection of a worker's count: counted down when the connection ends.
