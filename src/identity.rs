@@ -57,22 +57,20 @@ impl SubjectMap {
         if requester.is_empty() {
             return Err(MappingError::Empty);
         }
-        if requester.is_ascii() {
-            // The usual case, one byte a character: ASCII's white space and control characters
-            // are exactly the bytes up to the space, and DEL.
-            if requester.len() > MAX_REQUESTER_LEN {
-                return Err(MappingError::TooLong);
-            }
-            if requester.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                return Err(MappingError::BadCharacters);
-            }
+        // The usual requester is ASCII, one byte a character, whose white space and control
+        // characters are exactly the bytes up to the space, and DEL: checked without decoding.
+        let ascii = requester.is_ascii();
+        let characters = if ascii { requester.len() } else { requester.chars().count() };
+        if characters > MAX_REQUESTER_LEN {
+            return Err(MappingError::TooLong);
+        }
+        let odd = if ascii {
+            requester.bytes().any(|b| b <= b' ' || b == 0x7f)
         } else {
-            if requester.chars().count() > MAX_REQUESTER_LEN {
-                return Err(MappingError::TooLong);
-            }
-            if requester.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(MappingError::BadCharacters);
-            }
+            requester.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if odd {
+            return Err(MappingError::BadCharacters);
         }
         if !self.table.is_empty() {
             let lower = if requester.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {

@@ -169,24 +169,15 @@ pub fn handoff() -> (HandoffTo, Handoff) {
 /// addresses, and 50 connections could split 30 / 20, one worker then busy while the other
 /// idled; on one socket shared by all, the thread that woke first took every connection waiting.
 pub async fn dispatch(listener: TcpListener, workers: Vec<HandoffTo>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                // Handed over without its registration with this thread's event loop.
-                Ok((stream, peer)) => match stream.into_std() {
-                    Ok(stream) => hand_over(&workers, (stream, peer)),
-                    Err(e) => tracing::debug!(error = %e, "A connection could not be handed over."),
-                },
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly rather than spin.
-                    tracing::warn!(error = %e, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => return,
+    // The workers' servers watch the connections for their drain; nothing here waits on them.
+    let on_connection = |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr), _| {
+        // Handed over without its registration with this thread's event loop.
+        match stream.into_std() {
+            Ok(stream) => hand_over(&workers, (stream, peer)),
+            Err(e) => tracing::debug!(error = %e, "A connection could not be handed over."),
         }
-    }
+    };
+    accept_loop(|| listener.accept(), on_connection, shutdown).await;
 }
 
 /// Hands a connection to the serving worker with the fewest open. A worker that stopped serving
@@ -353,4 +344,82 @@ pub fn tls_acceptor_with_clients(
     };
     let config = builder.with_single_cert(certs, key).map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accepting thread hands each new connection to the worker with the fewest open: a
+    /// burst splits evenly, and connections that end on one worker send the next ones there.
+    /// Another listener on the held port is refused.
+    #[tokio::test]
+    async fn connections_go_to_the_worker_with_the_fewest_open() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        let (senders, handoffs): (Vec<_>, Vec<_>) = (0..2).map(|_| handoff()).unzip();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let accepting = tokio::spawn(dispatch(listener, senders, async {
+            let _ = stop_rx.await;
+        }));
+        let [mut first, mut second]: [Handoff; 2] = handoffs.try_into().ok().expect("two");
+        let mut clients = Vec::new();
+        let mut handed = [Vec::new(), Vec::new()];
+        let mut take =
+            async |clients: &mut Vec<tokio::net::TcpStream>, n: usize, handed: &mut [Vec<std::net::TcpStream>; 2]| {
+                for _ in 0..n {
+                    clients.push(tokio::net::TcpStream::connect(at).await.expect("connected"));
+                }
+                let goal = handed[0].len() + handed[1].len() + n;
+                while handed[0].len() + handed[1].len() < goal {
+                    tokio::select! {
+                        Some((stream, _)) = first.connections.recv() => handed[0].push(stream),
+                        Some((stream, _)) = second.connections.recv() => handed[1].push(stream),
+                    }
+                }
+            };
+        let within = std::time::Duration::from_secs(30);
+        tokio::time::timeout(within, take(&mut clients, 64, &mut handed)).await.expect("all handed over");
+        assert_eq!([handed[0].len(), handed[1].len()], [32, 32]);
+        // Ten of the first worker's connections end (as its server counts them down).
+        handed[0].truncate(22);
+        first.open.fetch_sub(10, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::timeout(within, take(&mut clients, 10, &mut handed)).await.expect("all handed over");
+        assert_eq!([handed[0].len(), handed[1].len()], [32, 32], "the ten new ones went to the first worker");
+        assert_eq!(second.open.load(std::sync::atomic::Ordering::Relaxed), 32);
+
+        let taken = tokio::net::TcpListener::bind(at).await.expect_err("the port is held");
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+        let _ = stop_tx.send(());
+        accepting.await.expect("stopped");
+        tokio::net::TcpListener::bind(at).await.expect("the port is free once the dispatcher stopped");
+    }
+
+    /// A worker that stopped serving (its thread failed) takes no more connections: they go to
+    /// the others, however few it had open.
+    #[tokio::test]
+    async fn a_worker_that_stopped_serving_is_passed_over() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        let (senders, handoffs): (Vec<_>, Vec<_>) = (0..2).map(|_| handoff()).unzip();
+        let [stopped, mut serving]: [Handoff; 2] = handoffs.try_into().ok().expect("two");
+        serving.open.store(100, std::sync::atomic::Ordering::Relaxed);
+        drop(stopped);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let accepting = tokio::spawn(dispatch(listener, senders, async {
+            let _ = stop_rx.await;
+        }));
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(tokio::net::TcpStream::connect(at).await.expect("connected"));
+        }
+        let within = std::time::Duration::from_secs(30);
+        for _ in 0..5 {
+            let handed = tokio::time::timeout(within, serving.connections.recv()).await.expect("handed over");
+            assert!(handed.is_some());
+        }
+        assert_eq!(serving.open.load(std::sync::atomic::Ordering::Relaxed), 105);
+        let _ = stop_tx.send(());
+        accepting.await.expect("stopped");
+    }
 }
