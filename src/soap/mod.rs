@@ -12,6 +12,23 @@ pub mod wsdl;
 
 use std::fmt;
 
+/// `v` emptied, as a vector of `U`, keeping its allocation when `T` and `U` are laid out alike
+/// (the standard library collects a vector's own iterator in place). How the envelope pass keeps
+/// its buffers on the thread between requests: their elements borrow one request, so they are
+/// emptied and relabelled `'static` when put aside and relabelled to the next request's lifetime
+/// when taken. Nothing is mapped (the vector is empty); were the allocation not kept, this would
+/// only allocate again.
+pub(crate) fn relabel<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// `relabel`, for a buffer put aside on the thread: one grown past 64 KiB by an unusually large
+/// request is freed instead, so that what a thread keeps stays small.
+pub(crate) fn set_aside<T, U>(v: Vec<T>) -> Vec<U> {
+    if v.capacity().saturating_mul(std::mem::size_of::<T>()) > 64 * 1024 { Vec::new() } else { relabel(v) }
+}
+
 pub const SOAP11_ENV_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_ENV_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 

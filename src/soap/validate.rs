@@ -6,6 +6,7 @@
 //! Particle Attribution rule (every schema that validators accept does).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 
 use super::QName;
@@ -162,6 +163,20 @@ pub struct Validator<'s, 'i> {
     root: Root,
 }
 
+thread_local! {
+    /// The frames and children vectors of the thread's last validator, emptied (as the envelope
+    /// pass keeps its own buffers): a validator allocates nothing of its own per request.
+    static SPARE: Cell<(Vec<Frame<'static>>, Vec<Child>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// The validator's vectors go back to its thread for the next pass (see `super::set_aside`).
+impl Drop for Validator<'_, '_> {
+    fn drop(&mut self) {
+        let frames = super::set_aside(std::mem::take(&mut self.frames));
+        SPARE.set((frames, super::set_aside(std::mem::take(&mut self.children))));
+    }
+}
+
 /// What the operation element is checked as.
 #[derive(Clone, Copy, Debug)]
 pub enum Root {
@@ -176,15 +191,11 @@ pub type Resolve<'r> = &'r dyn Fn(&str) -> Option<&'r str>;
 impl<'s, 'i> Validator<'s, 'i> {
     /// A validator for one operation element; `base` is where it sits (`Body`).
     pub fn new(schema: &'s Schema, mode: Mode, root: Root, base: &'static str) -> Self {
-        Validator {
-            schema,
-            mode,
-            frames: Vec::with_capacity(8),
-            children: Vec::with_capacity(32),
-            base,
-            namespaces: Vec::new(),
-            root,
-        }
+        let (frames, children) = SPARE.replace((Vec::new(), Vec::new()));
+        let (mut frames, mut children) = (super::relabel(frames), children);
+        frames.reserve(8);
+        children.reserve(32);
+        Validator { schema, mode, frames, children, base, namespaces: Vec::new(), root }
     }
 
     /// The path of the open element: `Body/create/sObjects[2]/Name`.
@@ -207,6 +218,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         Violation { path: self.path(), rule: rule.into() }
     }
 
+    #[inline(always)]
     fn push(&mut self, kind: Kind, ty: TypeId, decl: u32, repeatable: bool, local: &'i str) {
         let children_start = self.children.len() as u32;
         let ty = ty as u32;
@@ -225,7 +237,43 @@ impl<'s, 'i> Validator<'s, 'i> {
 
     /// An element `{ns}local` starts (`ns_id`: the schema's number for `ns`). `resolve` gives
     /// the namespace of a prefix (for `xsi:type` values).
+    ///
+    /// Most elements of a request are the next child of a flat sequence, without attributes:
+    /// those are matched here, small enough to be inlined into the pass; everything else
+    /// (attributes, `xsi:type`, wildcards, other content models, the operation element) by
+    /// `start_any`, which handles every case.
+    #[inline(never)]
     pub fn start(
+        &mut self,
+        ns: &str,
+        ns_id: u32,
+        local: &'i str,
+        attrs: &[Attr<'_>],
+        resolve: Resolve<'_>,
+    ) -> Result<(), Violation> {
+        let schema = self.schema;
+        if attrs.is_empty()
+            && let Some(&Frame { kind: Kind::Check, ty, flat: (at, _), .. }) = self.frames.last()
+            && let Type::Complex(ct) = &schema.types[ty as usize]
+            && let Some(flat) = &ct.flat
+            && let Some((id, repeatable, place)) = ct.children.get_from(at, ns_id, local)
+            && !has_required_attributes(schema, schema.elements[id].ty)
+        {
+            let lax = self.mode == Mode::Lax;
+            if let Some(frame) = self.frames.last_mut()
+                && let Err(rule) = flat_step(flat, &schema.elements, lax, &mut frame.flat, place)
+            {
+                return Err(self.violation(rule));
+            }
+            self.children.push(Child::Elem(id));
+            self.push(Kind::Check, schema.elements[id].ty, id as u32, repeatable, local);
+            return Ok(());
+        }
+        self.start_any(ns, ns_id, local, attrs, resolve)
+    }
+
+    #[inline(never)]
+    fn start_any(
         &mut self,
         ns: &str,
         ns_id: u32,
@@ -470,7 +518,7 @@ impl<'s, 'i> Validator<'s, 'i> {
 /// not go back, repeat past its maximum, or skip a required element. `state`: the place
 /// reached and how often it occurred, updated in place (returning it costs a store-to-load
 /// stall per element, measured with perf).
-#[inline]
+#[inline(always)]
 fn flat_step(
     flat: &FlatSequence,
     elements: &[ElementDecl],
@@ -536,6 +584,7 @@ fn missing(elements: &[ElementDecl], id: ElemId) -> String {
     format!("missing required element {}", elements[id].name.local)
 }
 
+#[inline(always)]
 fn has_required_attributes(schema: &Schema, ty: TypeId) -> bool {
     matches!(&schema.types[ty], Type::Complex(ct) if ct.attributes.iter().any(|a| a.required))
 }
