@@ -397,6 +397,21 @@ fn each_rule_accepts_and_refuses() {
         &format!("{BASE}<t:shape><t:label>s</t:label></t:shape>"),
         "Body/order/shape[1]: missing required attribute 'id'",
     );
+    // The same inside a flat sequence (`Drawing`), where the usual element is matched apart.
+    order_ok(&format!(
+        r#"{BASE}<t:drawing><t:shape id="1"><t:label>s</t:label></t:shape><t:title>t</t:title><t:caption>{}</t:caption></t:drawing>"#,
+        "c".repeat(40)
+    ));
+    order_bad(
+        &format!("{BASE}<t:drawing><t:shape><t:label>s</t:label></t:shape></t:drawing>"),
+        "Body/order/drawing/shape[1]: missing required attribute 'id'",
+    );
+    order_bad(
+        &format!(
+            r#"{BASE}<t:drawing><t:shape id="1"><t:label>s</t:label></t:shape><t:title>too long a title</t:title></t:drawing>"#
+        ),
+        "Body/order/drawing/title: exceeds maxLength 10",
+    );
     order_bad(
         &format!(r#"{BASE}<t:shape id="x"><t:label>s</t:label></t:shape>"#),
         "Body/order/shape[1]: attribute 'id': 'x' is not an integer",

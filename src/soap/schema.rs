@@ -192,12 +192,18 @@ struct InOrder {
 }
 
 #[derive(Debug)]
-struct Placed {
+pub struct Placed {
     ns: u32,
     /// The local name's bytes after the eighth (the key holds the first eight and the length).
     tail: Box<[u8]>,
-    id: ElemId,
-    repeatable: bool,
+    pub id: ElemId,
+    pub repeatable: bool,
+    /// Known once every type is (`Compiler::finish`): the element's declared type, whether its
+    /// text is free (`Schema::free_text`) and whether it must have attributes. Kept here so
+    /// that matching the usual element reads nothing more of the schema.
+    pub ty: TypeId,
+    pub free_text: bool,
+    pub required_attributes: bool,
 }
 
 /// A name's first eight bytes with its length folded in: equal names have equal keys; different
@@ -243,23 +249,30 @@ impl Children {
     /// sequence forward from there, then looks the name up.
     #[inline]
     pub fn get_from(&self, from: u32, ns: u32, local: &str) -> Option<(ElemId, bool, u32)> {
-        if let Some(order) = &self.in_order
-            && let Some(keys) = order.keys.get(from as usize..)
-        {
-            let key = name_key(local);
-            let tail = local.as_bytes().get(8..).unwrap_or_default();
-            for (i, k) in keys.iter().enumerate() {
-                if *k == key {
-                    let at = from as usize + i;
-                    let item = &order.items[at];
-                    if item.ns == ns && item.tail.len() == tail.len() && item.tail.iter().zip(tail).all(|(a, b)| a == b)
-                    {
-                        return Some((item.id, item.repeatable, at as u32));
-                    }
+        match self.next_in_order(from, ns, local) {
+            Some((place, item)) => Some((item.id, item.repeatable, place)),
+            None => self.get(ns, local),
+        }
+    }
+
+    /// Child `{ns}local` at or after place `from` of the flat sequence, found by walking it
+    /// forward from there: its place and what is known of it.
+    #[inline]
+    pub fn next_in_order(&self, from: u32, ns: u32, local: &str) -> Option<(u32, &Placed)> {
+        let order = self.in_order.as_ref()?;
+        let keys = order.keys.get(from as usize..)?;
+        let key = name_key(local);
+        let tail = local.as_bytes().get(8..).unwrap_or_default();
+        for (i, k) in keys.iter().enumerate() {
+            if *k == key {
+                let at = from as usize + i;
+                let item = &order.items[at];
+                if item.ns == ns && item.tail.len() == tail.len() && item.tail.iter().zip(tail).all(|(a, b)| a == b) {
+                    return Some((at as u32, item));
                 }
             }
         }
-        self.get(ns, local)
+        None
     }
 
     /// Records a child; returns the canonical id for its name.
@@ -289,7 +302,9 @@ impl Children {
                     *place = i as u32;
                     unique &= at.next().is_none();
                     let tail = local.as_bytes().get(8..).unwrap_or_default().into();
-                    in_order[i] = Some((name_key(local), Placed { ns, tail, id, repeatable }));
+                    let placed =
+                        Placed { ns, tail, id, repeatable, ty: 0, free_text: false, required_attributes: true };
+                    in_order[i] = Some((name_key(local), placed));
                 }
             }
         }
@@ -1197,6 +1212,22 @@ impl<'a> Compiler<'a> {
             })
             .collect();
         self.schema.free_text = free_text;
+        let required: Vec<bool> = self
+            .schema
+            .types
+            .iter()
+            .map(|t| matches!(t, Type::Complex(ct) if ct.attributes.iter().any(|a| a.required)))
+            .collect();
+        let (elements, free_text) = (&self.schema.elements, &self.schema.free_text);
+        for ty in self.schema.types.iter_mut() {
+            if let Type::Complex(ComplexType { children: Children { in_order: Some(order), .. }, .. }) = ty {
+                for item in order.items.iter_mut() {
+                    item.ty = elements[item.id].ty;
+                    item.free_text = free_text.get(item.ty).copied().unwrap_or(false);
+                    item.required_attributes = required.get(item.ty).copied().unwrap_or(true);
+                }
+            }
+        }
         Ok(self.schema)
     }
 }
