@@ -218,12 +218,12 @@ impl<'s, 'i> Validator<'s, 'i> {
         Violation { path: self.path(), rule: rule.into() }
     }
 
-    /// Opens a frame. Not inlined, so that this is the one place a frame is pushed and the
-    /// compiler writes it straight into the vector: pushed from two places, the push was a call
-    /// taking the frame from the stack, and reading back what was just written there stalled
-    /// (3.8 % of a 2 KB pass in perf).
+    /// Opens a frame (`free_text`: whether its type's text is free, `Schema::free_text`; for
+    /// checked elements only). Not inlined, so that this is the one place a frame is pushed and
+    /// the compiler writes it straight into the vector: pushed from two places, the push became
+    /// a call taking the frame from the stack, and reading back what had just been written there
+    /// stalled (3.8 % of a 2 KB pass in perf).
     #[inline(never)]
-    /// `free_text`: whether the type's text is free (`Schema::free_text`); checked elements only.
     fn push(&mut self, kind: Kind, ty: TypeId, decl: u32, repeatable: bool, local: &'i str, free_text: bool) {
         let children_start = self.children.len() as u32;
         let ty = ty as u32;
@@ -244,9 +244,10 @@ impl<'s, 'i> Validator<'s, 'i> {
     /// the namespace of a prefix (for `xsi:type` values).
     ///
     /// Most elements of a request are the next child of a flat sequence, without attributes:
-    /// those are matched here, small enough to be inlined into the pass; everything else
-    /// (attributes, `xsi:type`, wildcards, other content models, the operation element) by
-    /// `start_any`, which handles every case.
+    /// those are matched here, in a function whose frame and prologue are a fraction of
+    /// `start_any`'s and which reads only what the sequence's item carries; everything else
+    /// (attributes, `xsi:type`, wildcards, other content models, the operation element) goes to
+    /// `start_any`.
     #[inline(never)]
     pub fn start(
         &mut self,
@@ -277,6 +278,8 @@ impl<'s, 'i> Validator<'s, 'i> {
         self.start_any(ns, ns_id, local, attrs, resolve)
     }
 
+    /// `start` for any element: the operation element, children found by name or by wildcard,
+    /// elements with attributes or whose type requires some, `xsi:type` and `xsi:nil`.
     #[inline(never)]
     fn start_any(
         &mut self,
@@ -589,7 +592,6 @@ fn missing(elements: &[ElementDecl], id: ElemId) -> String {
     format!("missing required element {}", elements[id].name.local)
 }
 
-#[inline(always)]
 fn has_required_attributes(schema: &Schema, ty: TypeId) -> bool {
     matches!(&schema.types[ty], Type::Complex(ct) if ct.attributes.iter().any(|a| a.required))
 }
