@@ -79,6 +79,13 @@ pub enum Type {
     Pending,
 }
 
+impl Type {
+    /// Whether an element of this type must carry attributes (a required attribute declared).
+    pub fn requires_attributes(&self) -> bool {
+        matches!(self, Type::Complex(ct) if ct.attributes.iter().any(|a| a.required))
+    }
+}
+
 #[derive(Debug)]
 pub struct SimpleType {
     pub name: Option<QName>,
@@ -1212,12 +1219,7 @@ impl<'a> Compiler<'a> {
             })
             .collect();
         self.schema.free_text = free_text;
-        let required: Vec<bool> = self
-            .schema
-            .types
-            .iter()
-            .map(|t| matches!(t, Type::Complex(ct) if ct.attributes.iter().any(|a| a.required)))
-            .collect();
+        let required: Vec<bool> = self.schema.types.iter().map(Type::requires_attributes).collect();
         let (elements, free_text) = (&self.schema.elements, &self.schema.free_text);
         for ty in self.schema.types.iter_mut() {
             if let Type::Complex(ComplexType { children: Children { in_order: Some(order), .. }, .. }) = ty {

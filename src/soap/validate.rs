@@ -367,7 +367,7 @@ impl<'s, 'i> Validator<'s, 'i> {
             }
         };
         self.push(Kind::Check, decl_ty, decl, repeatable, local, schema.free_text(decl_ty));
-        if attrs.is_empty() && !has_required_attributes(schema, decl_ty) {
+        if attrs.is_empty() && !schema.types[decl_ty].requires_attributes() {
             return Ok(());
         }
         let mut ty = decl_ty;
@@ -590,10 +590,6 @@ fn flat_finish(
 
 fn missing(elements: &[ElementDecl], id: ElemId) -> String {
     format!("missing required element {}", elements[id].name.local)
-}
-
-fn has_required_attributes(schema: &Schema, ty: TypeId) -> bool {
-    matches!(&schema.types[ty], Type::Complex(ct) if ct.attributes.iter().any(|a| a.required))
 }
 
 fn intern(table: &mut Vec<String>, ns: &str) -> u32 {
