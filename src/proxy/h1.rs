@@ -8,7 +8,7 @@
 //! proxy does (a channel and a oneshot per request, a dispatcher task state machine, its own
 //! buffers): about 14,000 instructions per request against about 5,000 here (callgrind).
 
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -64,8 +64,21 @@ pub fn encode_head<'h>(
         head.extend_from_slice(b"\r\n");
     }
     if body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-        // Into the head itself: no string made for the number.
-        let _ = write!(head, "content-length: {body_len}\r\n");
+        // Into the head itself, digit by digit (`write!` cost ten times as much).
+        head.extend_from_slice(b"content-length: ");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = body_len;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        head.extend_from_slice(&digits[at..]);
+        head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
     head
@@ -480,6 +493,28 @@ mod tests {
                     None => return Err("incomplete".to_owned()),
                 },
             }
+        }
+    }
+
+    #[test]
+    fn the_head_states_the_body_length() {
+        let target = PathAndQuery::from_static("/services/Soap/u/58.0");
+        let host = (HeaderName::from_static("host"), HeaderValue::from_static("example.com"));
+        for (method, len, expected) in [
+            (Method::POST, 0, Some("0")),
+            (Method::POST, 7, Some("7")),
+            (Method::POST, 10, Some("10")),
+            (Method::PUT, 5_229_233, Some("5229233")),
+            (Method::GET, 0, None),
+            (Method::GET, usize::MAX, Some(usize::MAX.to_string().as_str())),
+        ] {
+            let head = encode_head(&method, &target, std::iter::once((&host.0, &host.1)), len);
+            let text = String::from_utf8(head).expect("ascii");
+            let stated = text.lines().find_map(|l| l.strip_prefix("content-length: "));
+            assert_eq!(stated, expected, "{method} {len}");
+            assert!(
+                text.ends_with("\r\n\r\n") && text.starts_with(&format!("{method} /services/Soap/u/58.0 HTTP/1.1\r\n"))
+            );
         }
     }
 

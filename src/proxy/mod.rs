@@ -362,13 +362,8 @@ impl Generation {
                     Err(e) => return Err(ProxyError::Envelope(e)),
                 };
                 let action = soap_action(&parts.headers);
-                let plan = Plan {
-                    requester: from_element,
-                    session,
-                    mode: *validation,
-                    limits: &self.config.limits,
-                    action: action.as_deref(),
-                };
+                let plan =
+                    Plan { requester: from_element, session, mode: *validation, limits: &self.config.limits, action };
                 let scan = envelope::scan(&body, &plan, wsdl).map_err(|e| {
                     ctx.soap = Some(envelope::sniff_version(&body).unwrap_or(ctx.soap.unwrap_or(SoapVersion::V11)));
                     ProxyError::Envelope(e)
@@ -540,16 +535,16 @@ impl Inject<'_> {
 
 /// The action a SOAP request names: SOAP 1.2's `action` media-type parameter, or SOAP 1.1's
 /// `SOAPAction` header, unquoted.
-fn soap_action(headers: &HeaderMap) -> Option<String> {
+fn soap_action(headers: &HeaderMap) -> Option<&str> {
     static SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     if crate::soap::SoapVersion::from_content_type(content_type) == crate::soap::SoapVersion::V12 {
         return content_type.unwrap_or_default().split(';').skip(1).find_map(|param| {
             let (k, v) = param.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("action").then(|| v.trim().trim_matches('"').to_owned())
+            k.trim().eq_ignore_ascii_case("action").then(|| v.trim().trim_matches('"'))
         });
     }
-    headers.get(&SOAP_ACTION).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"').to_owned())
+    headers.get(&SOAP_ACTION).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"'))
 }
 
 /// After a UTF-16 body was transcoded, its `Content-Type` says UTF-8.
