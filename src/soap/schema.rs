@@ -270,35 +270,27 @@ impl Children {
         let keys = order.keys.get(from as usize..)?;
         let key = name_key(local);
         let tail = local.as_bytes().get(8..).unwrap_or_default();
-        let found = |at: usize| {
-            let item = &order.items[at];
-            (item.ns == ns && item.tail.len() == tail.len() && item.tail.iter().zip(tail).all(|(a, b)| a == b))
-                .then_some((at as u32, item))
+        // The first of `keys` (starting at place `at`) that is the name's, tail and namespace too.
+        let first = |keys: &[u64], at: usize| {
+            keys.iter().enumerate().filter(|(_, k)| **k == key).find_map(|(i, _)| {
+                let item = &order.items[at + i];
+                (item.ns == ns && item.tail.len() == tail.len() && item.tail.iter().zip(tail).all(|(a, b)| a == b))
+                    .then_some(((at + i) as u32, item))
+            })
         };
         // Four keys compared at a time without a branch for each: a request names a few of a
         // type's many optional fields (Account's 108), so most of the walk is keys skipped.
         let mut chunks = keys.chunks_exact(4);
         let mut at = from as usize;
         for four in &mut chunks {
-            if (four[0] == key) | (four[1] == key) | (four[2] == key) | (four[3] == key) {
-                for (i, k) in four.iter().enumerate() {
-                    if *k == key
-                        && let Some(hit) = found(at + i)
-                    {
-                        return Some(hit);
-                    }
-                }
-            }
-            at += 4;
-        }
-        for (i, k) in chunks.remainder().iter().enumerate() {
-            if *k == key
-                && let Some(hit) = found(at + i)
+            if ((four[0] == key) | (four[1] == key) | (four[2] == key) | (four[3] == key))
+                && let Some(hit) = first(four, at)
             {
                 return Some(hit);
             }
+            at += 4;
         }
-        None
+        first(chunks.remainder(), at)
     }
 
     /// Records a child; returns the canonical id for its name.
