@@ -10,40 +10,22 @@
 mod counting;
 #[path = "support/create.rs"]
 mod create;
+#[path = "support/passes.rs"]
+mod passes;
 use counting::{CURRENT, ON, PEAK};
+use passes::{SESSION, plain_read, validate_rewrite};
 
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput};
-use oauth_egress::soap::envelope::{self, Limits, Plan};
+use oauth_egress::soap::envelope::Limits;
 use oauth_egress::soap::validate::Mode;
 use oauth_egress::soap::wsdl::Wsdl;
 
 fn envelope(records: usize) -> Bytes {
     Bytes::from(create::create_envelope(records))
-}
-
-const SESSION: [&str; 3] = ["Header", "SessionHeader", "sessionId"];
-
-fn validate_rewrite(wsdl: &Wsdl, session: &[String], limits: &Limits, body: &Bytes) -> usize {
-    let plan = Plan { requester: Some(session), session, mode: Mode::Strict, limits, action: None };
-    let scan = envelope::scan(body, &plan, wsdl).expect("valid envelope");
-    let slot = scan.slot.as_ref().expect("slot");
-    envelope::rewrite(body, slot, session, "00DLOOPBACK0000001!AQ4AQHk2Bd0token").iter().map(Bytes::len).sum()
-}
-
-fn plain_read(body: &[u8]) -> usize {
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let mut events = 0;
-    loop {
-        match reader.read_event() {
-            Ok(quick_xml::events::Event::Eof) => return events,
-            Ok(_) => events += 1,
-            Err(e) => panic!("{e}"),
-        }
-    }
 }
 
 fn mean_ns(group: &str, function: &str) -> Option<f64> {
@@ -69,7 +51,7 @@ fn main() {
         }
         g.bench_function("plain_read", |b| b.iter(|| plain_read(black_box(&body))));
         g.bench_function("validate_rewrite", |b| {
-            b.iter(|| validate_rewrite(&wsdl, &session, &limits, black_box(&body)))
+            b.iter(|| validate_rewrite(&wsdl, &session, &limits, Mode::Strict, black_box(&body)))
         });
         g.finish();
     }
@@ -99,21 +81,10 @@ fn main() {
     println!("\nthe same, interleaved: 30 alternating rounds, fastest round of each:");
     for (label, records) in sizes {
         let body = envelope(records);
-        let per_round = (2_000_000 / body.len()).max(1);
-        let (mut plain, mut ours) = (f64::MAX, f64::MAX);
-        for _ in 0..30 {
-            let t = std::time::Instant::now();
-            for _ in 0..per_round {
-                black_box(plain_read(black_box(&body)));
-            }
-            plain = plain.min(t.elapsed().as_secs_f64());
-            let t = std::time::Instant::now();
-            for _ in 0..per_round {
-                black_box(validate_rewrite(&wsdl, &session, &limits, black_box(&body)));
-            }
-            ours = ours.min(t.elapsed().as_secs_f64());
-        }
-        let mbps = |secs: f64| (body.len() * per_round) as f64 / secs / 1e6;
+        let (plain, ours) = passes::interleaved(30, &body, || {
+            black_box(validate_rewrite(&wsdl, &session, &limits, Mode::Strict, black_box(&body)));
+        });
+        let mbps = |secs: f64| body.len() as f64 / secs / 1e6;
         println!(
             "  {label:>6}: plain {:>7.1} MB/s, validate+rewrite {:>7.1} MB/s, ratio {:.2}",
             mbps(plain),
@@ -129,7 +100,7 @@ fn main() {
             CURRENT.store(0, Ordering::Relaxed);
             PEAK.store(0, Ordering::Relaxed);
             ON.store(true, Ordering::Relaxed);
-            let out = validate_rewrite(&wsdl, &session, &limits, &body);
+            let out = validate_rewrite(&wsdl, &session, &limits, Mode::Strict, &body);
             ON.store(false, Ordering::Relaxed);
             (out, PEAK.load(Ordering::Relaxed))
         })

@@ -15,28 +15,19 @@
 
 #[path = "../benches/support/create.rs"]
 mod create;
+#[path = "../benches/support/passes.rs"]
+mod passes;
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use oauth_egress::soap::envelope::{self, Limits, Plan};
+use oauth_egress::soap::envelope::Limits;
 use oauth_egress::soap::validate::Mode;
 use oauth_egress::soap::wsdl::Wsdl;
+use passes::{SESSION, plain_read, validate_rewrite};
 
 const USAGE: &str =
     "usage: envelope_clock ratio RECORDS ROUNDS [strict|lax|off] | loop plain|strict|lax|off RECORDS ITERS";
-
-fn plain_read(body: &[u8]) -> usize {
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let mut events = 0;
-    loop {
-        match reader.read_event() {
-            Ok(quick_xml::events::Event::Eof) => return events,
-            Ok(_) => events += 1,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
 
 fn mode(name: &str) -> Mode {
     match name {
@@ -56,7 +47,7 @@ fn main() {
     let query = std::env::var("ENVELOPE").is_ok_and(|v| v == "query");
     let wsdl = if query { "wsdl/salesforce-partner-v58.wsdl" } else { "wsdl/salesforce-enterprise-v40.wsdl" };
     let wsdl = Wsdl::load(std::path::Path::new(wsdl)).expect("wsdl");
-    let session: Vec<String> = ["Header", "SessionHeader", "sessionId"].iter().map(|s| s.to_string()).collect();
+    let session: Vec<String> = SESSION.iter().map(|s| s.to_string()).collect();
     let limits = Limits::default();
     let command = args.first().map(String::as_str);
     let records = number(args.get(if command == Some("loop") { 2 } else { 1 }));
@@ -69,35 +60,19 @@ fn main() {
     } else {
         create::create_envelope(records)
     });
-    let pass = |m: Mode| {
-        let plan = Plan { requester: Some(&session), session: &session, mode: m, limits: &limits, action: None };
-        let scan = envelope::scan(black_box(&body), &plan, &wsdl).expect("valid envelope");
-        let slot = scan.slot.as_ref().expect("slot");
-        black_box(envelope::rewrite(&body, slot, &session, "00DLOOPBACK0000001!AQ4AQHk2Bd0token")[0].len());
-    };
+    let pass = |m: Mode| black_box(validate_rewrite(&wsdl, &session, &limits, m, black_box(&body)));
     match command {
         Some("ratio") => {
             let rounds = number(args.get(2));
             let m = mode(args.get(3).map_or("strict", String::as_str));
-            let per_round = (2_000_000 / body.len()).max(1);
-            let (mut plain, mut ours) = (f64::MAX, f64::MAX);
-            for _ in 0..rounds {
-                let t = std::time::Instant::now();
-                for _ in 0..per_round {
-                    black_box(plain_read(black_box(&body)));
-                }
-                plain = plain.min(t.elapsed().as_secs_f64());
-                let t = std::time::Instant::now();
-                for _ in 0..per_round {
-                    pass(m);
-                }
-                ours = ours.min(t.elapsed().as_secs_f64());
-            }
+            let (plain, ours) = passes::interleaved(rounds, &body, || {
+                pass(m);
+            });
             println!(
                 "{} bytes: plain {:.0} ns, pass {:.0} ns, ratio {:.3}",
                 body.len(),
-                plain * 1e9 / per_round as f64,
-                ours * 1e9 / per_round as f64,
+                plain * 1e9,
+                ours * 1e9,
                 plain / ours
             );
         }
