@@ -5,7 +5,8 @@
 //! it, in turn: oauth-egress (release build), and nginx as a reverse proxy adding a fixed
 //! `Authorization` header with keep-alive upstream connections; both with 1 worker, then 2. wrk
 //! drives each case with the same connections and duration, interleaved (A B, then B A), for
-//! several rounds; medians are printed with the ratio oauth-egress / nginx. Then: a cold start
+//! several rounds; medians are printed with the ratio oauth-egress / nginx, and the CPU time
+//! (user and system, from `/proc`) the serving processes spent per request. Then: a cold start
 //! of 1,000 distinct subjects (exchanges counted at the token endpoint), and oauth-egress's
 //! resident memory idle, with 1,000 open connections, and with many cached subjects.
 //!
@@ -206,6 +207,55 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    requests: u64,
+    /// CPU time the serving processes spent per request, user and system, in µs.
+    user_us: f64,
+    sys_us: f64,
+}
+
+/// User and system CPU time (clock ticks) of `pids`, all their threads together.
+fn cpu_ticks(pids: &[u32]) -> (u64, u64) {
+    pids.iter().fold((0, 0), |(user, sys), pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces), from the third on.
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        (user + field(14), sys + field(15))
+    })
+}
+
+/// The processes whose parent is `pid` (an nginx master's workers).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(pid)
+        })
+        .collect()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `wrk` against `url` while counting the CPU time `pids` spend serving it.
+fn wrk_counted(url: &str, script: &Path, seconds: u64, connections: u64, raw: &mut String, pids: &[u32]) -> Run {
+    let (user0, sys0) = cpu_ticks(pids);
+    let mut run = wrk(url, script, seconds, connections, raw);
+    let (user1, sys1) = cpu_ticks(pids);
+    let per_request = |ticks: u64| ticks as f64 / clock_ticks() * 1e6 / run.requests.max(1) as f64;
+    run.user_us = per_request(user1.saturating_sub(user0));
+    run.sys_us = per_request(sys1.saturating_sub(sys0));
+    run
 }
 
 fn parse_duration_ms(s: &str) -> f64 {
@@ -235,6 +285,7 @@ fn wrk(url: &str, script: &Path, seconds: u64, connections: u64, raw: &mut Strin
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["Requests/sec:", v] => run.rps = v.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => run.requests = n.parse().unwrap_or(0),
             ["50%", v] => run.p50_ms = parse_duration_ms(v),
             ["99%", v] => run.p99_ms = parse_duration_ms(v),
             ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse::<u64>().unwrap_or(0),
@@ -376,12 +427,19 @@ fn main() {
     ));
     report.push_str("| case | workers | oauth-egress req/s | nginx req/s | ratio | oauth-egress p50 / p99 ms | nginx p50 / p99 ms | upstream direct req/s |\n");
     report.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    // CPU time per request of the serving processes (ours; nginx's workers): the kernel's share
+    // moves with the machine from round to round, and with it the ratio of requests per second.
+    let mut cpu = String::from(
+        "\nCPU per request of the serving processes (medians, µs):\n\n\
+         | case | workers | oauth-egress user / system | nginx user / system | nginx / oauth-egress (total) |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
     for workers in [1usize, 2] {
         let proxy_port = free_port();
         let token_url = idp.token_url();
-        let (proxy, _) = start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers));
+        let (proxy, proxy_pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers));
         let nginx_port = free_port();
-        let _nginx = nginx(
+        let nginx_proxy = nginx(
             dir.path(),
             &format!("proxy{workers}"),
             &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers),
@@ -392,6 +450,7 @@ fn main() {
             wrk(&format!("http://127.0.0.1:{proxy_port}{path}"), script, 1, connections, &mut String::new());
             wrk(&format!("http://127.0.0.1:{nginx_port}{path}"), script, 1, connections, &mut String::new());
         }
+        let serving: [Vec<u32>; 2] = [vec![proxy_pid], children(nginx_proxy.0.id())];
         let mut results: Vec<[Vec<Run>; 3]> = vec![Default::default(), Default::default(), Default::default()];
         for round in 0..rounds {
             for (c, (_, path, script)) in cases.iter().enumerate() {
@@ -401,7 +460,7 @@ fn main() {
                 let order: [(usize, &str); 2] =
                     if round % 2 == 0 { [(0, &ours), (1, &theirs)] } else { [(1, &theirs), (0, &ours)] };
                 for (slot, url) in order {
-                    results[c][slot].push(wrk(url, script, seconds, connections, &mut raw));
+                    results[c][slot].push(wrk_counted(url, script, seconds, connections, &mut raw, &serving[slot]));
                 }
                 results[c][2].push(wrk(&direct, script, seconds, connections, &mut raw));
             }
@@ -420,9 +479,16 @@ fn main() {
                 m(2, |r| r.rps),
                 if errors > 0 { format!(" **{errors} errors**") } else { String::new() }
             ));
+            let (ours_user, ours_sys) = (m(0, |r| r.user_us), m(0, |r| r.sys_us));
+            let (theirs_user, theirs_sys) = (m(1, |r| r.user_us), m(1, |r| r.sys_us));
+            cpu.push_str(&format!(
+                "| {name} | {workers} | {ours_user:.2} / {ours_sys:.2} | {theirs_user:.2} / {theirs_sys:.2} | {:.2} |\n",
+                (theirs_user + theirs_sys) / (ours_user + ours_sys)
+            ));
         }
         drop(proxy);
     }
+    report.push_str(&cpu);
 
     // Cold start, memory.
     let proxy_port = free_port();
