@@ -213,15 +213,17 @@ struct Run {
     sys_us: f64,
 }
 
+/// Field `n` (numbered as in proc(5), from 1) of `/proc/PID/stat`, as a number.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start with the third.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n - 3)?.parse().ok()
+}
+
 /// User and system CPU time (clock ticks) of `pids`, all their threads together.
 fn cpu_ticks(pids: &[u32]) -> (u64, u64) {
-    pids.iter().fold((0, 0), |(user, sys), pid| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces), from the third on.
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        (user + field(14), sys + field(15))
-    })
+    let field = |pid: u32, n: usize| stat_field(pid, n).unwrap_or(0);
+    pids.iter().fold((0, 0), |(user, sys), &pid| (user + field(pid, 14), sys + field(pid, 15)))
 }
 
 /// The processes whose parent is `pid` (an nginx master's workers).
@@ -229,11 +231,7 @@ fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            ppid == Some(pid)
-        })
+        .filter(|&child| stat_field(child, 4) == Some(u64::from(pid)))
         .collect()
 }
 
@@ -252,7 +250,8 @@ fn wrk_counted(url: &str, script: &Path, seconds: u64, connections: u64, raw: &m
     let (user0, sys0) = cpu_ticks(pids);
     let mut run = wrk(url, script, seconds, connections, raw);
     let (user1, sys1) = cpu_ticks(pids);
-    let per_request = |ticks: u64| ticks as f64 / clock_ticks() * 1e6 / run.requests.max(1) as f64;
+    let tick_us = 1e6 / clock_ticks();
+    let per_request = |ticks: u64| ticks as f64 * tick_us / run.requests.max(1) as f64;
     run.user_us = per_request(user1.saturating_sub(user0));
     run.sys_us = per_request(sys1.saturating_sub(sys0));
     run

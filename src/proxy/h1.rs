@@ -64,20 +64,9 @@ pub fn encode_head<'h>(
         head.extend_from_slice(b"\r\n");
     }
     if body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-        // Into the head itself, digit by digit (`write!` cost ten times as much).
+        // Into the head itself, without a formatter (`write!` cost ten times as much).
         head.extend_from_slice(b"content-length: ");
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = body_len;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        head.extend_from_slice(&digits[at..]);
+        head.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(b"\r\n");
