@@ -15,7 +15,13 @@ pub struct Clock {
 
 impl Clock {
     pub fn now(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.offset_ms.load(Ordering::Relaxed))
+        self.at(Instant::now())
+    }
+
+    /// The time on this clock when the monotonic clock read `instant` (a caller that has read
+    /// the monotonic clock already passes its reading on instead of reading it again).
+    pub fn at(&self, instant: Instant) -> Instant {
+        instant + Duration::from_millis(self.offset_ms.load(Ordering::Relaxed))
     }
 
     /// Moves this clock (and every clone of it) forward.

@@ -7,7 +7,7 @@
 //! a cached REST call (profiled under wrk, BENCHMARKS.md). The token endpoint keeps reqwest: it is
 //! called once per token, not per request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -147,12 +147,13 @@ pub struct Forward<'a> {
 }
 
 /// Sends the request to `origin` and streams the answer back: `Host`, then the headers the proxy
-/// sets, then the caller's headers that cross (`crossing`). Waits at most `timeout` for the
-/// answer's head.
+/// sets, then the caller's headers that cross (`crossing`). Waits at most `timeout` from `now`
+/// (the clock as the caller just read it) for the answer's head.
 pub async fn send(
     pool: &Pool,
     origin: &Origin,
     request: Forward<'_>,
+    now: Instant,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
     let Forward { method, target, set, incoming, strip, body } = request;
@@ -161,7 +162,9 @@ pub async fn send(
     let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
     let head = h1::encode_head(method, &target, headers, body.iter().map(Bytes::len).sum());
     let request = Outgoing { method, head: &head, body: &body };
-    let upstream = match tokio::time::timeout(timeout, pool.send(&origin.scheme, &origin.authority, request)).await {
+    let deadline = tokio::time::Instant::from_std(now) + timeout;
+    let exchange = pool.send(&origin.scheme, &origin.authority, request, now);
+    let upstream = match tokio::time::timeout_at(deadline, exchange).await {
         Err(_) => {
             return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
         }

@@ -16,6 +16,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode};
+use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::BoxError;
@@ -152,9 +153,10 @@ fn poll_fill<R: AsyncRead + Unpin>(
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, String> {
     loop {
         // (name start, name end, value start, value end) of each header that crosses, as offsets
-        // into the head: its bytes are split off `buf` once the parse's borrow of them ends.
-        let mut kept = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        let (len, status, framing, reusable, count) = {
+        // into the head: its bytes are split off `buf` once the parse's borrow of them ends. Kept
+        // on the stack for the usual few (an array for all `MAX_HEADERS` cost a 2 KB memset).
+        let mut kept: SmallVec<[(u32, u32, u32, u32); 16]> = SmallVec::new();
+        let (len, status, framing, reusable) = {
             let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
             let mut answer = httparse::Response::new(&mut []);
             let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -181,18 +183,16 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             let (closes, named) = connection_says(pairs());
             let reusable = answer.version == Some(1) && !closes && !framed_to_close;
             let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) as u32;
-            let mut count = 0;
             for h in raw.iter().filter(|h| crosses(pairs(), named, h.name)) {
                 let (name, value) = (at(h.name.as_bytes()), at(h.value));
-                kept[count] = (name, name + h.name.len() as u32, value, value + h.value.len() as u32);
-                count += 1;
+                kept.push((name, name + h.name.len() as u32, value, value + h.value.len() as u32));
             }
-            (len, status, framing, reusable, count)
+            (len, status, framing, reusable)
         };
         let head = buf.split_to(len).freeze();
         // Room for the one the proxy adds to every answer (`X-Request-Id`) without regrowing.
-        let mut headers = HeaderMap::with_capacity(count + 1);
-        for &(name_start, name_end, value_start, value_end) in &kept[..count] {
+        let mut headers = HeaderMap::with_capacity(kept.len() + 1);
+        for &(name_start, name_end, value_start, value_end) in &kept {
             let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
             let name = HeaderName::from_bytes(head.get(name).unwrap_or_default())
                 .map_err(|_| "the upstream's answer has an invalid header name".to_owned())?;
@@ -209,6 +209,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
 
 /// Whether a header of this name describes one connection, not the message (RFC 9110 section
 /// 7.6.1): such a header is never forwarded, in either direction.
+#[inline]
 pub fn is_hop_by_hop(name: &str) -> bool {
     let is = |hop: &str| name.eq_ignore_ascii_case(hop);
     match name.len() {

@@ -410,7 +410,10 @@ impl Generation {
         }
         let provider = &route.provider;
         let key = token_key(provider, &subject);
-        let mut token = self.get_token(provider, &key).await?;
+        // The clock read once for what follows (the token's freshness, the upstream connection's
+        // idle time, the deadline for the answer): each reading costs ~20 ns (vDSO).
+        let mut now = Instant::now();
+        let mut token = self.get_token(provider, &key, now).await?;
         let mut replayed = false;
         loop {
             let origin = self.origin(route, &token)?;
@@ -426,7 +429,7 @@ impl Generation {
                 strip: &strip,
                 body,
             };
-            let response = forward::send(&self.upstream, origin, request, self.config.upstream_timeout)
+            let response = forward::send(&self.upstream, origin, request, now, self.config.upstream_timeout)
                 .await
                 .map_err(ProxyError::Upstream)?;
             if replayed {
@@ -445,7 +448,9 @@ impl Generation {
             );
             self.store.invalidate(&key, &token);
             crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Renegotiation);
-            token = self.get_token(provider, &key).await?;
+            now = Instant::now();
+            token = self.get_token(provider, &key, now).await?;
+            now = Instant::now();
             replayed = true;
         }
     }
@@ -455,8 +460,9 @@ impl Generation {
         &self,
         provider: &Arc<crate::token::provider::Provider>,
         key: &TokenKey,
+        now: Instant,
     ) -> Result<Arc<Token>, ProxyError> {
-        if let Some(token) = self.store.fresh(key) {
+        if let Some(token) = self.store.fresh(key, now) {
             return Ok(token);
         }
         let fetch_provider = Arc::clone(provider);

@@ -138,15 +138,20 @@ impl Pool {
     /// closed it just as it was taken), a request that may be repeated (RFC 9110 section 9.2.2)
     /// goes again on a new connection; any other is failed, not sent twice. An error says why no
     /// answer head came.
+    ///
+    /// `now`: the clock as the caller just read it, for the pooled connections' idle time (a
+    /// connection's idle time counts from the request it last carried was sent, which errs
+    /// toward closing it sooner).
     pub async fn send(
         &self,
         scheme: &Scheme,
         authority: &Authority,
         request: Outgoing<'_>,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
         loop {
-            let (mut conn, reused) = match self.checkout(&key) {
+            let (mut conn, reused) = match self.checkout(&key, now) {
                 Some(conn) => (conn, true),
                 None => (self.connect(scheme, authority).await?, false),
             };
@@ -164,6 +169,7 @@ impl Pool {
                         reusable: head.reusable,
                         idle: self.idle.clone(),
                         key,
+                        sent: now,
                     });
                     *response.status_mut() = head.status;
                     *response.headers_mut() = head.headers;
@@ -195,8 +201,7 @@ impl Pool {
 
     /// The most recently used idle connection to `key` that is still open and not too old.
     /// Each candidate is checked (a read) with the pool unlocked.
-    fn checkout(&self, key: &Key) -> Option<Box<Conn>> {
-        let now = Instant::now();
+    fn checkout(&self, key: &Key, now: Instant) -> Option<Box<Conn>> {
         loop {
             let mut conn = lock(&self.idle).get_mut(key)?.pop_back()?;
             if conn.usable(now) {
@@ -227,6 +232,8 @@ pub struct UpstreamBody {
     reusable: bool,
     idle: Arc<Idle>,
     key: Key,
+    /// When the request went out: the connection's idle time counts from here.
+    sent: Instant,
 }
 
 impl Body for UpstreamBody {
@@ -267,7 +274,7 @@ impl UpstreamBody {
         if !self.reusable || !self.framing.is_done() || !conn.buf.is_empty() {
             return;
         }
-        let now = Instant::now();
+        let now = self.sent;
         conn.idle_since = now;
         let mut idle = lock(&self.idle);
         let conns = idle.entry(self.key.clone()).or_default();

@@ -34,7 +34,8 @@ pub struct StoreStats {
 pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The stored token for `key` if it needs nothing done (not yet due for renewal), counted as
     /// a hit; `None` sends the caller to `get_or_fetch`. The cached path without a future.
-    fn fresh(&self, key: &TokenKey) -> Option<Arc<Token>>;
+    /// `now`: the monotonic clock as the caller read it (the store adds its clock's offset).
+    fn fresh(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>>;
     /// A usable token for `key`, running `fetch` if there is none (at most one at a time per key).
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult>;
     /// Forgets `token` if it is still the one stored for `key` (the upstream refused it).
@@ -166,8 +167,8 @@ impl Drop for Waiting<'_> {
 }
 
 impl TokenStore for MemoryStore {
-    fn fresh(&self, key: &TokenKey) -> Option<Arc<Token>> {
-        let now = self.inner.clock.now();
+    fn fresh(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>> {
+        let now = self.inner.clock.at(now);
         let token = self.inner.lookup(key, now)?;
         if now < token.refresh_at {
             crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Hit);
