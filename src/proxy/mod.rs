@@ -361,7 +361,7 @@ impl Generation {
                     }
                     Err(e) => return Err(ProxyError::Envelope(e)),
                 };
-                let action = soap_action(&parts.headers);
+                let action = soap_action(&parts.headers, ctx.soap.unwrap_or(SoapVersion::V11));
                 let plan =
                     Plan { requester: from_element, session, mode: *validation, limits: &self.config.limits, action };
                 let scan = envelope::scan(&body, &plan, wsdl).map_err(|e| {
@@ -539,18 +539,28 @@ impl Inject<'_> {
     }
 }
 
-/// The action a SOAP request names: SOAP 1.2's `action` media-type parameter, or SOAP 1.1's
-/// `SOAPAction` header, unquoted.
-fn soap_action(headers: &HeaderMap) -> Option<&str> {
+/// The action a SOAP request of `version` (as its `Content-Type` said) names: SOAP 1.2's
+/// `action` media-type parameter, or SOAP 1.1's `SOAPAction` header, unquoted.
+fn soap_action(headers: &HeaderMap, version: SoapVersion) -> Option<&str> {
     static SOAP_ACTION: HeaderName = HeaderName::from_static("soapaction");
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    if crate::soap::SoapVersion::from_content_type(content_type) == crate::soap::SoapVersion::V12 {
-        return content_type.unwrap_or_default().split(';').skip(1).find_map(|param| {
+    if version == SoapVersion::V12 {
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())?;
+        return content_type.split(';').skip(1).find_map(|param| {
             let (k, v) = param.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("action").then(|| v.trim().trim_matches('"'))
+            k.trim_ascii().eq_ignore_ascii_case("action").then(|| unquote(v))
         });
     }
-    headers.get(&SOAP_ACTION).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_matches('"'))
+    headers.get(&SOAP_ACTION).and_then(|v| v.to_str().ok()).map(unquote)
+}
+
+/// A header value (visible ASCII, `HeaderValue::to_str`) or parameter without the white space and
+/// the double quotes around it. Byte by byte: `str::trim_matches` with a `char` cost ~350
+/// instructions per request.
+fn unquote(value: &str) -> &str {
+    let value = value.trim_ascii();
+    let start = value.bytes().position(|b| b != b'"').unwrap_or(value.len());
+    let end = value.bytes().rposition(|b| b != b'"').map_or(start, |last| last + 1);
+    value.get(start..end).unwrap_or_default()
 }
 
 /// After a UTF-16 body was transcoded, its `Content-Type` says UTF-8.
@@ -676,6 +686,33 @@ impl std::fmt::Display for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soap_action_is_read_unquoted_from_where_the_version_puts_it() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        let v11 = |action: &'static str| {
+            soap_action(&headers(&[("soapaction", action)]), SoapVersion::V11).map(str::to_owned)
+        };
+        assert_eq!(v11("\"urn:a\"").as_deref(), Some("urn:a"));
+        assert_eq!(v11(" urn:a ").as_deref(), Some("urn:a"));
+        assert_eq!(v11("\"\"").as_deref(), Some(""));
+        assert_eq!(v11("\t\"\"urn:a\"\" ").as_deref(), Some("urn:a"));
+        assert_eq!(v11("\"").as_deref(), Some(""));
+        assert_eq!(soap_action(&HeaderMap::new(), SoapVersion::V11), None);
+        let v12 = |ct: &'static str| {
+            soap_action(&headers(&[("content-type", ct), ("soapaction", "\"urn:header\"")]), SoapVersion::V12)
+                .map(str::to_owned)
+        };
+        assert_eq!(v12("application/soap+xml; charset=utf-8; action=\"urn:b\"").as_deref(), Some("urn:b"));
+        assert_eq!(v12("application/soap+xml;ACTION = urn:b").as_deref(), Some("urn:b"));
+        assert_eq!(v12("application/soap+xml; charset=utf-8").as_deref(), None, "SOAP 1.2 reads no SOAPAction header");
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_one_prefix_then_a_counter() {
