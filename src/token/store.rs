@@ -142,6 +142,17 @@ struct Held {
     used: AtomicU64,
 }
 
+impl Held {
+    /// Marks the token used at `now` (ms): written only when that is later than the last mark,
+    /// at most once a millisecond, so that workers serving one subject do not pass its cache
+    /// line back and forth on every request.
+    fn touch(&self, now: u64) {
+        if self.used.load(Ordering::Relaxed) < now {
+            self.used.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Numbers the stores of this process, for `Front::store`.
 static NEXT_STORE: AtomicU64 = AtomicU64::new(1);
 
@@ -187,7 +198,7 @@ impl Inner {
             self.generation.fetch_add(1, Ordering::Release);
             return None;
         }
-        held.used.store(now, Ordering::Relaxed);
+        held.touch(now);
         Some(held)
     }
 
@@ -209,7 +220,7 @@ impl Inner {
                 && now.saturating_sub(*taken) < FRONT_MS
                 && !self.idle_at(held, now)
             {
-                held.used.store(now, Ordering::Relaxed);
+                held.touch(now);
                 return Some(Arc::clone(&held.token));
             }
             let held = self.lookup_held(key, now)?;
