@@ -20,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod secret;
 pub mod server;
+pub mod sharded;
 pub mod soap;
 pub mod systemd;
 pub mod token;

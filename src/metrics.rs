@@ -9,13 +9,12 @@
 use std::sync::{Arc, LazyLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::config::Config;
+use crate::sharded::{Counter, Latency};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -71,7 +70,7 @@ impl CacheOutcome {
     }
 }
 
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type Histograms<L> = Family<L, Latency>;
 
 pub struct Metrics {
     registry: Registry,
@@ -92,11 +91,6 @@ pub struct Metrics {
     breaker_open: Family<ProviderLabels, Gauge>,
 }
 
-fn latency() -> Histogram {
-    // 0.5 ms to about 16 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
@@ -104,7 +98,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("oauth_egress");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Requests answered, by route, operation and HTTP status", requests.clone());
-        let request_seconds: Histograms<RouteLabels> = Family::new_with_constructor(latency);
+        let request_seconds: Histograms<RouteLabels> = Family::default();
         registry.register(
             "request_duration_seconds",
             "Time from request to response headers, by route",
@@ -118,7 +112,7 @@ impl Metrics {
         );
         let exchanges = Family::<ExchangeLabels, Counter>::default();
         registry.register("idp_exchanges", "Token endpoint exchanges by provider and outcome", exchanges.clone());
-        let exchange_seconds: Histograms<ProviderLabels> = Family::new_with_constructor(latency);
+        let exchange_seconds: Histograms<ProviderLabels> = Family::default();
         registry.register(
             "idp_exchange_duration_seconds",
             "Time of one token endpoint exchange, by provider",
@@ -157,7 +151,7 @@ impl Metrics {
     }
 
     /// The latency histogram of `route`, to be kept by the route (see `Route::latency`).
-    pub fn route_latency(&self, route: &Arc<str>) -> Histogram {
+    pub fn route_latency(&self, route: &Arc<str>) -> Latency {
         self.request_seconds.get_or_create(&RouteLabels { route: Arc::clone(route) }).clone()
     }
 

@@ -115,12 +115,12 @@ impl fmt::Debug for ListenerTls {
 pub struct Route {
     pub name: Arc<str>,
     /// This route's series of the process's request latency histogram (it outlives reloads).
-    pub latency: prometheus_client::metrics::histogram::Histogram,
+    pub latency: crate::sharded::Latency,
     /// This route's series of the request counter for status 200, per operation (an index into
     /// the WSDL's operations; a REST route has one, the empty operation), each fetched the
     /// first time it counts: counting the usual answer is then one atomic add, not a label-set
     /// look-up.
-    pub answered_ok: Box<[std::sync::OnceLock<prometheus_client::metrics::counter::Counter>]>,
+    pub answered_ok: Box<[std::sync::OnceLock<crate::sharded::Counter>]>,
     /// Path prefix, matched at a `/` boundary.
     pub path: String,
     pub provider: Arc<Provider>,

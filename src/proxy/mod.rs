@@ -20,7 +20,6 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full, Limited};
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::clock::Clock;
 use crate::config::{Config, Protocol, Requester, Route, Upstream};
@@ -605,7 +604,13 @@ fn record_answer(route: &Route, operation: Option<&(usize, Arc<str>)>, status: u
 
 /// Counts an answered request and its latency (`latency`: the route's histogram, none when no
 /// route matched).
-fn record(route: &Arc<str>, latency: Option<&Histogram>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
+fn record(
+    route: &Arc<str>,
+    latency: Option<&crate::sharded::Latency>,
+    operation: Option<&Arc<str>>,
+    status: u16,
+    started: Instant,
+) {
     let labels = crate::metrics::RequestLabels {
         route: Arc::clone(route),
         operation: operation.map_or_else(|| Arc::clone(&EMPTY_LABEL), Arc::clone),

@@ -30,6 +30,7 @@ use tower_service::Service;
 
 use super::BoxError;
 use super::h1::{self, Framing};
+use crate::sharded::thread_number;
 
 type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
 
@@ -66,15 +67,6 @@ impl std::hash::Hash for Key {
         self.tls.hash(state);
         self.thread.hash(state);
     }
-}
-
-/// A number for the calling thread, for `Key::thread`.
-fn thread_number() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    thread_local! {
-        static NUMBER: u32 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    NUMBER.with(|n| *n)
 }
 
 /// One HTTP/1.1 connection and what has been read from it and not yet used. Kept boxed: with a
