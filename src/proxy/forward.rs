@@ -20,7 +20,7 @@ use url::Url;
 use super::ProxyBody;
 use super::error::UpstreamError;
 use super::h1;
-use super::pool::{Outgoing, Pool};
+use super::pool::{Outgoing, Pool, TimedOut};
 use crate::config::is_loopback;
 
 /// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
@@ -162,13 +162,11 @@ pub async fn send(
     let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
     let head = h1::encode_head(method, &target, headers, body.iter().map(Bytes::len).sum());
     let request = Outgoing { method, head: &head, body: &body };
-    let deadline = tokio::time::Instant::from_std(now) + timeout;
-    let exchange = pool.send(&origin.scheme, &origin.authority, request, now);
-    let upstream = match tokio::time::timeout_at(deadline, exchange).await {
-        Err(_) => {
+    let upstream = match pool.send(&origin.scheme, &origin.authority, request, now, timeout).await {
+        Err(e) if e.is::<TimedOut>() => {
             return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             // The innermost error says why (refused, TLS, closed); the outer ones only wrap it.
             let mut reason = e.to_string();
             let mut source = std::error::Error::source(&*e);
@@ -178,7 +176,7 @@ pub async fn send(
             }
             return Err(UpstreamError::Unreachable { url: shown(), reason });
         }
-        Ok(Ok(r)) => r,
+        Ok(r) => r,
     };
     // The upstream's headers come without those of its connection to us (`h1` leaves them out).
     Ok(upstream.map(BodyExt::boxed))

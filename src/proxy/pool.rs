@@ -76,6 +76,12 @@ struct Conn {
     io: Io,
     buf: BytesMut,
     idle_since: Instant,
+    /// The deadline for the answer to the request the connection carries: one timer for the
+    /// connection's life, moved on for each request. A later deadline is an atomic update of
+    /// the registered timer (tokio extends it in place), where a timer per request was
+    /// registered in the runtime's wheel and taken out again under its lock (~0.9 k
+    /// instructions per request).
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Conn {
@@ -149,27 +155,45 @@ impl Pool {
     ///
     /// `now`: the clock as the caller just read it, for the pooled connections' idle time (a
     /// connection's idle time counts from the request it last carried was sent, which errs
-    /// toward closing it sooner).
+    /// toward closing it sooner). The answer's head must come by `now + timeout` (connecting
+    /// included), or the error is `TimedOut`.
     pub async fn send(
         &self,
         scheme: &Scheme,
         authority: &Authority,
         request: Outgoing<'_>,
         now: Instant,
+        timeout: Duration,
     ) -> Result<Response<UpstreamBody>, BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
+        let deadline = tokio::time::Instant::from_std(now) + timeout;
         loop {
             let (mut conn, reused) = match self.checkout(&key, now) {
                 Some(conn) => (conn, true),
-                None => (self.connect(scheme, authority).await?, false),
+                None => match tokio::time::timeout_at(deadline, self.connect(scheme, authority, deadline)).await {
+                    Ok(conn) => (conn?, false),
+                    Err(_) => return Err(TimedOut.into()),
+                },
             };
-            let answer = async {
-                h1::write_request(&mut conn.io, request.head, request.body)
-                    .await
-                    .map_err(|e| h1::Failure { error: e.into(), no_answer: true })?;
-                h1::read_head(&mut conn.io, &mut conn.buf, request.method).await
+            let answer = {
+                let Conn { io, buf, deadline: timer, .. } = &mut *conn;
+                timer.as_mut().reset(deadline);
+                let exchange = async {
+                    h1::write_request(io, request.head, request.body)
+                        .await
+                        .map_err(|e| h1::Failure { error: e.into(), no_answer: true })?;
+                    h1::read_head(io, buf, request.method).await
+                };
+                let mut exchange = std::pin::pin!(exchange);
+                // The exchange first, as `tokio::time::timeout` does: an answer already there wins.
+                std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                    Poll::Ready(answer) => Poll::Ready(Some(answer)),
+                    Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                })
+                .await
             };
-            match answer.await {
+            let Some(answer) = answer else { return Err(TimedOut.into()) };
+            match answer {
                 Ok(head) => {
                     let mut response = Response::new(UpstreamBody {
                         conn: Some(conn),
@@ -218,14 +242,37 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, scheme: &Scheme, authority: &Authority) -> Result<Box<Conn>, BoxError> {
+    /// A new connection, its timer set to `deadline`.
+    async fn connect(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+        deadline: tokio::time::Instant,
+    ) -> Result<Box<Conn>, BoxError> {
         let uri = Uri::builder().scheme(scheme.clone()).authority(authority.clone()).path_and_query("/").build()?;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri).await?;
-        Ok(Box::new(Conn { io: TokioIo::new(io), buf: BytesMut::with_capacity(8 * 1024), idle_since: Instant::now() }))
+        Ok(Box::new(Conn {
+            io: TokioIo::new(io),
+            buf: BytesMut::with_capacity(8 * 1024),
+            idle_since: Instant::now(),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        }))
     }
 }
+
+/// No answer's head came from the upstream within the request's timeout.
+#[derive(Debug)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no answer within the upstream timeout")
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Box<Conn>>>> {
     // Every critical section is one map or deque call: the map stays consistent after a panic.
@@ -305,14 +352,87 @@ impl Drop for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream taking one connection: answers its first `answers` requests (`GET`s), then
+    /// reads the next and says nothing, holding the connection open.
+    async fn upstream(answers: usize) -> Authority {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority = listener.local_addr().expect("addr").to_string().parse().expect("authority");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            // One connection only: a request on another would be refused, not timed out.
+            drop(listener);
+            let mut seen = Vec::new();
+            for n in 0..=answers {
+                while seen.windows(4).filter(|w| w == b"\r\n\r\n").count() <= n {
+                    let mut chunk = [0u8; 1024];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => seen.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                if n < answers {
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.expect("answer");
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        authority
+    }
+
+    /// A `GET /` through `pool` with `timeout`; its body read to the end (the connection back in
+    /// the pool), or the error.
+    async fn get(pool: &Pool, authority: &Authority, timeout: Duration) -> Result<Bytes, BoxError> {
+        let body = [Bytes::new(), Bytes::new(), Bytes::new()];
+        let request = Outgoing { method: &Method::GET, head: b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", body: &body };
+        let response = pool.send(&Scheme::HTTP, authority, request, Instant::now(), timeout).await?;
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+
+    /// The answer's deadline holds on a new connection, on a pooled one whose timer is moved on
+    /// to a later deadline, and on one whose timer fired while it was idle.
+    #[tokio::test]
+    async fn no_answer_by_the_deadline_is_timed_out_on_new_and_pooled_connections() {
+        let timed_out = |result: Result<Bytes, BoxError>, started: Instant, at: Duration| {
+            let err = result.expect_err("no answer");
+            assert!(err.is::<TimedOut>(), "{err}");
+            assert!(started.elapsed() >= at, "timed out after {:?}, before {at:?}", started.elapsed());
+        };
+        let pool = super::super::forward::client(Duration::from_secs(5), &[]).expect("pool");
+        let guard = |f| tokio::time::timeout(Duration::from_secs(10), f);
+
+        // A new connection that never answers.
+        let silent = upstream(0).await;
+        let started = Instant::now();
+        let result = guard(get(&pool, &silent, Duration::from_millis(200))).await.expect("the deadline fired");
+        timed_out(result, started, Duration::from_millis(200));
+
+        // A pooled connection, its timer moved on to a later deadline (in place).
+        let two = upstream(1).await;
+        assert_eq!(&get(&pool, &two, Duration::from_millis(300)).await.expect("answered")[..], b"ok");
+        let started = Instant::now();
+        let result = guard(get(&pool, &two, Duration::from_millis(500))).await.expect("the deadline fired");
+        timed_out(result, started, Duration::from_millis(500));
+
+        // A pooled connection whose timer fired while it was idle: set again.
+        let late = upstream(1).await;
+        assert_eq!(&get(&pool, &late, Duration::from_millis(50)).await.expect("answered")[..], b"ok");
+        // What is tested: the first deadline passing while the connection is idle in the pool.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = Instant::now();
+        let result = guard(get(&pool, &late, Duration::from_millis(200))).await.expect("the deadline fired");
+        timed_out(result, started, Duration::from_millis(200));
+    }
 
     #[tokio::test]
     async fn connections_idle_too_long_are_closed_by_reap() {
         let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let authority: Authority = upstream.local_addr().expect("addr").to_string().parse().expect("authority");
         let pool = super::super::forward::client(Duration::from_secs(5), &[]).expect("pool");
-        let conn = pool.connect(&Scheme::HTTP, &authority).await.expect("connect");
+        let far = tokio::time::Instant::now() + Duration::from_secs(60);
+        let conn = pool.connect(&Scheme::HTTP, &authority, far).await.expect("connect");
         let (mut far_end, _) = upstream.accept().await.expect("accept");
         // Back in the pool, as after an answer read to its end.
         let key = Key { tls: false, authority, thread: thread_number() };
