@@ -413,6 +413,63 @@ async fn upstream_unreachable_is_502() {
     assert!(a.body.contains("soapenv:Server") && a.body.contains("upstream_unreachable"), "{}", a.body);
 }
 
+static SILENT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// The default config with a 500 ms upstream timeout, its fixed upstream the silent one.
+fn silent_config(p: &Peers) -> String {
+    let port = SILENT_PORT.load(std::sync::atomic::Ordering::SeqCst);
+    default_config(&Peers { token_url: p.token_url.clone(), upstream: format!("http://127.0.0.1:{port}") })
+        .replace("max_body = \"1 MiB\"", "max_body = \"1 MiB\"\nupstream_timeout = \"500ms\"")
+}
+
+/// An upstream that takes connections, reads what comes and never answers: the deadline for the
+/// answer's head is a 504 (problem or SOAP Server fault) naming the timeout.
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_504_at_the_deadline() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    SILENT_PORT.store(listener.local_addr().unwrap().port(), std::sync::atomic::Ordering::SeqCst);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let h = Harness::with(Setup { config: silent_config, ..Setup::default() }).await;
+    let started = std::time::Instant::now();
+    assert_problem(&h.get("/fixed/x", &[("X-Requester", ALICE)]).await, 504, "upstream_timeout", "within 500ms");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let envelope = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><CheckServerHealth xmlns="http://www.interhome.com/webservice"/></s:Body></s:Envelope>"#;
+    let a = h.post("/interhome", "text/xml", envelope, &[("X-Requester", ALICE), ("SOAPAction", HEALTH_ACTION)]).await;
+    assert_eq!(a.status, 500);
+    assert!(a.body.contains("soapenv:Server") && a.body.contains("upstream_timeout"), "{}", a.body);
+}
+
+/// The upstream's deadline counts from the request going out: a token exchange that took longer
+/// than the upstream timeout leaves the upstream its whole time.
+#[tokio::test]
+async fn a_slow_token_exchange_does_not_eat_the_upstreams_time() {
+    let h = Harness::with(Setup {
+        config: |p| {
+            default_config(p).replace("max_body = \"1 MiB\"", "max_body = \"1 MiB\"\nupstream_timeout = \"300ms\"")
+        },
+        ..Setup::default()
+    })
+    .await;
+    h.idp.hold();
+    let request = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]);
+    let release = async {
+        wait_until("the exchange reached the token endpoint", || h.idp.requests() >= 1).await;
+        // What is tested: an exchange longer than the upstream timeout.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        h.idp.release();
+    };
+    let (a, ()) = tokio::join!(request, release);
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
 /// What a bare upstream saw: connections accepted, requests that carried a bearer token, and
 /// connections it closed on `close_idle`.
 struct Bare {

@@ -33,8 +33,8 @@ pub enum ProxyError {
 pub enum UpstreamError {
     #[error("'{url}' unreachable: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error("'{url}' did not answer within {seconds} s")]
-    Timeout { url: String, seconds: u64 },
+    #[error("'{url}' did not answer within {}", humantime::format_duration(*.after))]
+    Timeout { url: String, after: std::time::Duration },
     #[error("URL cannot be built from '{0}'")]
     BadUrl(String),
     #[error("instance_url '{0}' uses plain http to a non-loopback host; refusing to send a token there")]

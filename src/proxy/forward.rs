@@ -164,7 +164,7 @@ pub async fn send(
     let request = Outgoing { method, head: &head, body: &body };
     let upstream = match pool.send(&origin.scheme, &origin.authority, request, now, timeout).await {
         Err(e) if e.is::<TimedOut>() => {
-            return Err(UpstreamError::Timeout { url: shown(), seconds: timeout.as_secs() });
+            return Err(UpstreamError::Timeout { url: shown(), after: timeout });
         }
         Err(e) => {
             // The innermost error says why (refused, TLS, closed); the outer ones only wrap it.

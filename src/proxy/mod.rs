@@ -410,9 +410,10 @@ impl Generation {
         let provider = &route.provider;
         let key = token_key(provider, &subject);
         // The clock read once for what follows (the token's freshness, the upstream connection's
-        // idle time, the deadline for the answer): each reading costs ~20 ns (vDSO).
+        // idle time, the deadline for the answer): each reading costs ~20 ns (vDSO). Read again
+        // only when the token had to be waited for.
         let mut now = Instant::now();
-        let mut token = self.get_token(provider, &key, now).await?;
+        let mut token = self.get_token(provider, &key, &mut now).await?;
         let mut replayed = false;
         loop {
             let origin = self.origin(route, &token)?;
@@ -448,30 +449,34 @@ impl Generation {
             self.store.invalidate(&key, &token);
             crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Renegotiation);
             now = Instant::now();
-            token = self.get_token(provider, &key, now).await?;
-            now = Instant::now();
+            token = self.get_token(provider, &key, &mut now).await?;
             replayed = true;
         }
     }
 
-    /// The token for `key`: from the store, or one exchange shared by all who wait.
+    /// The token for `key`: from the store, or one exchange shared by all who wait. `now`: the
+    /// clock as the caller read it, read again here when the token was waited for (what follows
+    /// counts from then: the upstream's deadline is not shortened by an exchange).
     async fn get_token(
         &self,
         provider: &Arc<crate::token::provider::Provider>,
         key: &TokenKey,
-        now: Instant,
+        now: &mut Instant,
     ) -> Result<Arc<Token>, ProxyError> {
-        if let Some(token) = self.store.fresh(key, now) {
+        if let Some(token) = self.store.fresh(key, *now) {
             return Ok(token);
         }
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
         let fetch_subject = key.subject.clone();
         let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
-        self.store
+        let token = self
+            .store
             .get_or_fetch(key, fetch)
             .await
-            .map_err(|source| ProxyError::Token { subject: key.subject.to_string(), source })
+            .map_err(|source| ProxyError::Token { subject: key.subject.to_string(), source });
+        *now = Instant::now();
+        token
     }
 
     /// Where this route's request goes with `token`.
