@@ -415,11 +415,16 @@ async fn upstream_unreachable_is_502() {
 
 static SILENT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
 
+/// `config` with `[server] upstream_timeout` set.
+fn with_upstream_timeout(config: String, timeout: &str) -> String {
+    config.replace("max_body = \"1 MiB\"", &format!("max_body = \"1 MiB\"\nupstream_timeout = \"{timeout}\""))
+}
+
 /// The default config with a 500 ms upstream timeout, its fixed upstream the silent one.
 fn silent_config(p: &Peers) -> String {
     let port = SILENT_PORT.load(std::sync::atomic::Ordering::SeqCst);
-    default_config(&Peers { token_url: p.token_url.clone(), upstream: format!("http://127.0.0.1:{port}") })
-        .replace("max_body = \"1 MiB\"", "max_body = \"1 MiB\"\nupstream_timeout = \"500ms\"")
+    let upstream = format!("http://127.0.0.1:{port}");
+    with_upstream_timeout(default_config(&Peers { token_url: p.token_url.clone(), upstream }), "500ms")
 }
 
 /// An upstream that takes connections, reads what comes and never answers: the deadline for the
@@ -451,13 +456,8 @@ async fn an_upstream_that_never_answers_is_504_at_the_deadline() {
 /// than the upstream timeout leaves the upstream its whole time.
 #[tokio::test]
 async fn a_slow_token_exchange_does_not_eat_the_upstreams_time() {
-    let h = Harness::with(Setup {
-        config: |p| {
-            default_config(p).replace("max_body = \"1 MiB\"", "max_body = \"1 MiB\"\nupstream_timeout = \"300ms\"")
-        },
-        ..Setup::default()
-    })
-    .await;
+    let h = Harness::with(Setup { config: |p| with_upstream_timeout(default_config(p), "300ms"), ..Setup::default() })
+        .await;
     h.idp.hold();
     let request = h.get("/services/data/v58.0/x", &[("X-Requester", ALICE)]);
     let release = async {

@@ -209,7 +209,6 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
 
 /// Whether a header of this name describes one connection, not the message (RFC 9110 section
 /// 7.6.1): such a header is never forwarded, in either direction.
-#[inline]
 pub fn is_hop_by_hop(name: &str) -> bool {
     let is = |hop: &str| name.eq_ignore_ascii_case(hop);
     match name.len() {

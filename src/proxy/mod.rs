@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use crate::clock::Clock;
 use crate::config::{Config, Protocol, Requester, Route, Upstream};
+use crate::sharded::Latency;
 use crate::soap::SoapVersion;
 use crate::soap::envelope::{self, Plan};
 use crate::token::store::{Fetch, MemoryStore, TokenStore};
@@ -609,13 +610,7 @@ fn record_answer(route: &Route, operation: Option<&(usize, Arc<str>)>, status: u
 
 /// Counts an answered request and its latency (`latency`: the route's histogram, none when no
 /// route matched).
-fn record(
-    route: &Arc<str>,
-    latency: Option<&crate::sharded::Latency>,
-    operation: Option<&Arc<str>>,
-    status: u16,
-    started: Instant,
-) {
+fn record(route: &Arc<str>, latency: Option<&Latency>, operation: Option<&Arc<str>>, status: u16, started: Instant) {
     let labels = crate::metrics::RequestLabels {
         route: Arc::clone(route),
         operation: operation.map_or_else(|| Arc::clone(&EMPTY_LABEL), Arc::clone),

@@ -62,8 +62,9 @@ struct Inner {
     /// Bumped whenever a token is stored or dropped: a thread's `Front` filled at another
     /// generation is emptied before use.
     generation: AtomicU64,
-    /// A token unused this long is dropped (measured on `clock`, so tests can cross it).
-    idle: std::time::Duration,
+    /// A token unused this many milliseconds is dropped (measured on `clock`, so tests can
+    /// cross it).
+    idle_ms: u64,
     epoch: std::time::Instant,
     inflight: Mutex<HashMap<TokenKey, InflightResult>>,
     clock: Clock,
@@ -91,7 +92,7 @@ impl MemoryStore {
                     .build_with_hasher(foldhash::quality::RandomState::default()),
                 id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
                 generation: AtomicU64::new(0),
-                idle,
+                idle_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
                 epoch: clock.now(),
                 inflight: Mutex::new(HashMap::new()),
                 clock,
@@ -203,8 +204,7 @@ impl Inner {
     }
 
     fn idle_at(&self, held: &Held, now: u64) -> bool {
-        let idle_ms = u64::try_from(self.idle.as_millis()).unwrap_or(u64::MAX);
-        now.saturating_sub(held.used.load(Ordering::Relaxed)) > idle_ms
+        now.saturating_sub(held.used.load(Ordering::Relaxed)) > self.idle_ms
     }
 
     /// `lookup` through the calling thread's `Front`.
