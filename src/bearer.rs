@@ -33,9 +33,9 @@ impl BearerCallers {
         let answer = match self.cache.get(&key) {
             Some((answer, until)) if now < until => answer,
             _ => {
-                let answer = self
-                    .introspector
-                    .introspect(&Secret::new(token))
+                // Boxed: the exchange is the rare path, and its future would otherwise be part of
+                // every request's (see `Proxy::handle`).
+                let answer = Box::pin(self.introspector.introspect(&Secret::new(token)))
                     .await
                     .map_err(|e| Denied::CannotVerify(e.to_string()))?;
                 let until = if answer.active {

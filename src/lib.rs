@@ -116,10 +116,7 @@ pub async fn run(
         let _ = bound.send(Bound { proxy: addr, admin: admin_addr });
     }
     let serving = Arc::clone(&app);
-    let handler = move |req, peer| {
-        let app = Arc::clone(&serving);
-        async move { app.handle(req, &peer).await }
-    };
+    let handler = move |req, peer| serving.handle(req, peer);
     let tls = app.config().tls.as_ref().map(|t| t.0.clone());
     // Both listeners stop on the one shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -298,8 +299,9 @@ where
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     service_fn(move |req: Request<Incoming>| {
-        let fut = handler(req, peer.clone());
-        async move { Ok::<_, Infallible>(fut.await) }
+        // Not an `async` block around the handler's future: that would hold the future twice
+        // (once captured, once awaited), and hyper moves the whole of it into place per request.
+        handler(req, peer.clone()).map(Ok::<_, Infallible>)
     })
 }
 

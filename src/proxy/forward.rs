@@ -152,16 +152,17 @@ pub struct Forward<'a> {
 pub async fn send(
     pool: &Pool,
     origin: &Origin,
-    request: Forward<'_>,
+    request: &Forward<'_>,
     now: Instant,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
+    // Lent, not moved in: an `async fn` keeps its arguments twice (see `Proxy::handle`).
     let Forward { method, target, set, incoming, strip, body } = request;
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
     let set = set.iter().flatten().map(|(name, value)| (name, value));
     let headers = std::iter::once((&header::HOST, &origin.host)).chain(set).chain(crossing(incoming, strip));
-    let head = h1::encode_head(method, &target, headers, body.iter().map(Bytes::len).sum());
-    let request = Outgoing { method, head: &head, body: &body };
+    let head = h1::encode_head(method, target, headers, body.iter().map(Bytes::len).sum());
+    let request = Outgoing { method, head: &head, body };
     let upstream = match pool.send(&origin.scheme, &origin.authority, request, now, timeout).await {
         Err(e) if e.is::<TimedOut>() => {
             return Err(UpstreamError::Timeout { url: shown(), after: timeout });

@@ -157,7 +157,15 @@ impl App {
 
     /// Answers one request, on the config current when it arrives. Every failure becomes a
     /// response here; nothing is dropped silently.
-    pub async fn handle<B>(&self, request: Request<B>, peer: &crate::server::Peer) -> Response<ProxyBody>
+    ///
+    /// The future is moved into place whole for each request (hyper keeps one per connection), so
+    /// what it holds across its waits is kept small: the request is taken apart once and lent to
+    /// the phases, and no layer holds a second copy of what it hands on.
+    pub fn handle<B>(
+        &self,
+        request: Request<B>,
+        peer: crate::server::Peer,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<B>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -166,7 +174,8 @@ impl App {
         let request_id = RequestId::for_request(request.headers());
         // Every log line of the request, wherever in the pipeline, carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
-        generation.handle(request, peer, request_id).instrument(span).await
+        let (parts, body) = request.into_parts();
+        generation.handle(parts, body, peer, request_id).instrument(span)
     }
 }
 
@@ -217,64 +226,70 @@ impl Generation {
         Ok(Generation { config: Arc::new(config), limits, store, upstream, clock })
     }
 
-    async fn handle<B>(
-        &self,
-        request: Request<B>,
-        peer: &crate::server::Peer,
+    /// An `async` block rather than an `async fn`: an `async fn` keeps a second copy of its
+    /// arguments beside the ones its body moves on, and this future is moved whole per request.
+    #[allow(clippy::manual_async_fn, reason = "an async fn would hold its arguments twice")]
+    fn handle<B>(
+        self: Arc<Self>,
+        mut parts: http::request::Parts,
+        body: B,
+        peer: crate::server::Peer,
         request_id: RequestId,
-    ) -> Response<ProxyBody>
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<B>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let started = Instant::now();
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let path = uri.path();
-        let Some(route) = self.route_for(path) else {
-            let err = ProxyError::NoRoute(path.to_owned());
-            tracing::info!(%method, %path, status = 404, "No route for request.");
-            record(&EMPTY_LABEL, None, None, 404, started);
-            return respond::error_response(&err, None, request_id.as_str());
-        };
-        let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
-        if let Protocol::Soap { .. } = route.protocol {
-            let ct = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            ctx.soap = Some(SoapVersion::from_content_type(ct));
+        async move {
+            let started = Instant::now();
+            let Some(route) = self.route_for(parts.uri.path()) else {
+                let path = parts.uri.path();
+                let method = &parts.method;
+                let err = ProxyError::NoRoute(path.to_owned());
+                tracing::info!(%method, %path, status = 404, "No route for request.");
+                record(&EMPTY_LABEL, None, None, 404, started);
+                return respond::error_response(&err, None, request_id.as_str());
+            };
+            let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
+            if let Protocol::Soap { .. } = route.protocol {
+                let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                ctx.soap = Some(SoapVersion::from_content_type(ct));
+            }
+            let result = self.run(&mut ctx, &mut parts, body, &peer).await;
+            let response = match result {
+                Ok(mut response) => {
+                    response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
+                    response
+                }
+                Err(err) => {
+                    let c = respond::classify(&err);
+                    if c.status.is_server_error() {
+                        tracing::warn!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request failed.");
+                    } else {
+                        tracing::info!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request refused.");
+                    }
+                    if let ProxyError::Envelope(e) = &err {
+                        crate::metrics::METRICS
+                            .rejections
+                            .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
+                            .inc();
+                    }
+                    respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
+                }
+            };
+            record_answer(route, ctx.operation.as_ref(), response.status().as_u16(), started);
+            let (method, path) = (&parts.method, parts.uri.path());
+            tracing::info!(
+                route = %route.name,
+                %method,
+                %path,
+                subject = ctx.subject.as_deref().unwrap_or("-"),
+                status = response.status().as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Request answered."
+            );
+            response
         }
-        let result = self.run(&mut ctx, request, peer).await;
-        let response = match result {
-            Ok(mut response) => {
-                response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
-                response
-            }
-            Err(err) => {
-                let c = respond::classify(&err);
-                if c.status.is_server_error() {
-                    tracing::warn!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request failed.");
-                } else {
-                    tracing::info!(route = %route.name, subject = ctx.subject.as_deref().unwrap_or("-"), code = c.code, error = %err, "Request refused.");
-                }
-                if let ProxyError::Envelope(e) = &err {
-                    crate::metrics::METRICS
-                        .rejections
-                        .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
-                        .inc();
-                }
-                respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
-            }
-        };
-        record_answer(route, ctx.operation.as_ref(), response.status().as_u16(), started);
-        tracing::info!(
-            route = %route.name,
-            %method,
-            %path,
-            subject = ctx.subject.as_deref().unwrap_or("-"),
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "Request answered."
-        );
-        response
     }
 
     /// The route whose path prefix matches, longest first, at a `/` boundary.
@@ -293,14 +308,14 @@ impl Generation {
     async fn run<B>(
         &self,
         ctx: &mut RequestCtx<'_>,
-        request: Request<B>,
+        parts: &mut http::request::Parts,
+        body: B,
         from: &crate::server::Peer,
     ) -> Result<Response<ProxyBody>, ProxyError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let (mut parts, body) = request.into_parts();
         let route_name = ctx.route.name.clone();
         // Who is calling, before the body is read or any token work is done.
         let caller = if self.config.policy.enforced() {
@@ -430,7 +445,7 @@ impl Generation {
                 strip: &strip,
                 body,
             };
-            let response = forward::send(&self.upstream, origin, request, now, self.config.upstream_timeout)
+            let response = forward::send(&self.upstream, origin, &request, now, self.config.upstream_timeout)
                 .await
                 .map_err(ProxyError::Upstream)?;
             if replayed {

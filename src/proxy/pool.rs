@@ -174,10 +174,14 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(&key, now) {
                 Some(conn) => (conn, true),
-                None => match tokio::time::timeout_at(deadline, self.connect(scheme, authority, deadline)).await {
-                    Ok(conn) => (conn?, false),
-                    Err(_) => return Err(TimedOut.into()),
-                },
+                // Boxed: connecting is the rare path, and its future (the connector's, TLS and a
+                // timer) would otherwise be part of every request's (see `Proxy::handle`).
+                None => {
+                    match Box::pin(tokio::time::timeout_at(deadline, self.connect(scheme, authority, deadline))).await {
+                        Ok(conn) => (conn?, false),
+                        Err(_) => return Err(TimedOut.into()),
+                    }
+                }
             };
             let answer = {
                 let Conn { io, buf, deadline: timer, .. } = &mut *conn;
