@@ -118,6 +118,27 @@ async fn rest_gets_bearer_and_loses_requester_and_callers_credentials() {
 }
 
 #[tokio::test]
+async fn a_caller_that_half_closes_after_its_request_still_gets_the_answer() {
+    // Some clients shut down their sending side once the request is out (`Connection: close`
+    // style). The answer is still theirs: the proxy does not take the end of their sending for
+    // the end of the exchange. (It also does not read ahead while a request is in flight.)
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let mut stream = tokio::net::TcpStream::connect(h.proxy).await.unwrap();
+    let request = format!(
+        "GET /services/data/v58.0/query?q=SELECT+Id+FROM+Account HTTP/1.1\r\nHost: proxy\r\nX-Requester: {ALICE}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains(ALICE_SUB), "{answer}");
+    assert_eq!(h.upstream.received().len(), 1);
+}
+
+#[tokio::test]
 async fn rest_fixed_upstream_keeps_its_base_path() {
     let h = Harness::start().await;
     let a = h.post("/fixed/things?a=b", "application/json", r#"{"n":1}"#, &[("X-Requester", ALICE)]).await;
