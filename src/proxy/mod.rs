@@ -243,8 +243,7 @@ impl Generation {
         async move {
             let started = Instant::now();
             let Some(route) = self.route_for(parts.uri.path()) else {
-                let path = parts.uri.path();
-                let method = &parts.method;
+                let (method, path) = (&parts.method, parts.uri.path());
                 let err = ProxyError::NoRoute(path.to_owned());
                 tracing::info!(%method, %path, status = 404, "No route for request.");
                 record(&EMPTY_LABEL, None, None, 404, started);
