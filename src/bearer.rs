@@ -34,7 +34,7 @@ impl BearerCallers {
             Some((answer, until)) if now < until => answer,
             _ => {
                 // Boxed: the exchange is the rare path, and its future would otherwise be part of
-                // every request's (see `Proxy::handle`).
+                // every request's (see `App::handle`).
                 let answer = Box::pin(self.introspector.introspect(&Secret::new(token)))
                     .await
                     .map_err(|e| Denied::CannotVerify(e.to_string()))?;

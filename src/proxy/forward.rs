@@ -156,7 +156,7 @@ pub async fn send(
     now: Instant,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, UpstreamError> {
-    // Lent, not moved in: an `async fn` keeps its arguments twice (see `Proxy::handle`).
+    // Lent, not moved in: an `async fn` keeps its arguments twice (see `App::handle`).
     let Forward { method, target, set, incoming, strip, body } = request;
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
     let set = set.iter().flatten().map(|(name, value)| (name, value));

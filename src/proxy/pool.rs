@@ -175,7 +175,7 @@ impl Pool {
             let (mut conn, reused) = match self.checkout(&key, now) {
                 Some(conn) => (conn, true),
                 // Boxed: connecting is the rare path, and its future (the connector's, TLS and a
-                // timer) would otherwise be part of every request's (see `Proxy::handle`).
+                // timer) would otherwise be part of every request's (see `App::handle`).
                 None => {
                     match Box::pin(tokio::time::timeout_at(deadline, self.connect(scheme, authority, deadline))).await {
                         Ok(conn) => (conn?, false),

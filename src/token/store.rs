@@ -164,11 +164,12 @@ const FRONT_ENTRIES: usize = 256;
 
 /// A serving thread's own copy of the entries it took from moka in the last `FRONT_MS`: a hit
 /// here skips moka's look-up (its hashing, epoch pin, clock reading and access record: the
-/// look-up went from ~1,000 instructions to ~350, callgrind). Used only at the store's generation it was
-/// filled at (every token stored or dropped bumps it, so an invalidated or renewed token is
-/// never served from here) and for `FRONT_MS` after each entry was taken, so that moka still
-/// sees each subject in use at least once a second for its idle expiry and eviction order. An
-/// entry moka evicts for room may still be served from here for up to that second.
+/// look-up went from ~1,000 instructions to ~350, callgrind). Used only at the store's
+/// generation it was filled at (every token stored or dropped bumps it, so an invalidated or
+/// renewed token is never served from here) and for `FRONT_MS` after each entry was taken, so
+/// that moka still sees each subject in use at least once a second for its idle expiry and
+/// eviction order. An entry moka evicts for room may still be served from here for up to that
+/// second.
 struct Front {
     store: u64,
     generation: u64,
