@@ -283,7 +283,9 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         };
         let after = reader.buffer_position() as usize;
         match event {
-            Event::Decl(decl) => check_declaration(input_slice_bytes(text, decl).ok_or(EnvelopeError::NotUtf8)?)?,
+            Event::Decl(decl) => {
+                check_declaration(input_slice_bytes(text, decl).ok_or_else(|| EnvelopeError::NotUtf8)?)?
+            }
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
             // Inside the operation element, when neither the requester nor the session element
@@ -346,7 +348,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
                         if version.is_none() {
                             return Err(EnvelopeError::NotEnvelope(local.to_owned()));
                         }
-                        env_prefix = qname.split_once(':').map(|(p, _)| p);
+                        env_prefix = Some(split_qname(qname).0).filter(|p| !p.is_empty());
                     }
                     1 => {
                         let in_env_ns = ns.map(str::as_bytes) == version.map(|v| v.envelope_ns().as_bytes());
@@ -556,7 +558,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     if !seen_body {
         return Err(EnvelopeError::NoBody);
     }
-    let operation = operation.ok_or(EnvelopeError::EmptyBody)?;
+    let operation = operation.ok_or_else(|| EnvelopeError::EmptyBody)?;
     let slot = match slot {
         Some(slot) => Ok(slot),
         None => {
@@ -858,7 +860,7 @@ impl<'i, 's> Scopes<'i, 's> {
         let bad =
             |what: String| EnvelopeError::Malformed { at: 0, reason: format!("attribute of '{element}': {what}") };
         let tag_start = self.bindings.len();
-        let raw = input_slice_bytes(self.text, e.attributes_raw()).ok_or(EnvelopeError::NotUtf8)?;
+        let raw = input_slice_bytes(self.text, e.attributes_raw()).ok_or_else(|| EnvelopeError::NotUtf8)?;
         let mut rest = raw;
         let mut count = 0;
         while let Some((key, raw_value, reference, after)) = next_attribute(rest).map_err(bad)? {
@@ -1009,7 +1011,7 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
 
 /// `prefix:local` or `local`, split without a `memchr` call (names are short).
 #[inline]
-fn split_qname(name: &str) -> (&str, &str) {
+pub(super) fn split_qname(name: &str) -> (&str, &str) {
     match name.bytes().position(|b| b == b':') {
         Some(i) => (&name[..i], &name[i + 1..]),
         None => ("", name),

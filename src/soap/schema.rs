@@ -184,18 +184,50 @@ pub struct Children {
     // Nearly every local name has one declaration: kept inline, not behind a second pointer.
     // hashbrown for look-ups by a borrowed name compared in place (see `Local`).
     by_local: hashbrown::HashMap<Box<str>, smallvec::SmallVec<[SameLocal; 1]>, rustc_hash::FxBuildHasher>,
-    /// The flat sequence's items in order: the next child of a record in order is found by a
-    /// forward walk from the place reached, comparing name keys, for a fraction of the cost of
-    /// hashing its name (`None`: no flat sequence, or a name in it twice).
+    /// The flat sequence's items by place, found from a name's key (`name_key`) in a small
+    /// table of its own, for a fraction of the cost of hashing the name (`None`: no flat
+    /// sequence, or a name in it twice).
     in_order: Option<InOrder>,
 }
 
-/// The flat sequence's items' name keys (`name_key`), dense for the walk, and beside them what
-/// `Children::get` answers for each.
+/// The flat sequence's items' name keys (`name_key`) and beside them what `Children::get`
+/// answers for each; `slots`, an open-addressed table from a key to its place.
+///
+/// (A forward walk over the keys from the place reached did the same with no table; a type's
+/// many optional fields made it a loop of unpredictable length per element.)
 #[derive(Debug)]
 struct InOrder {
     keys: Box<[u64]>,
     items: Box<[Placed]>,
+    /// Places (`EMPTY_SLOT`: none), at `slot_of(key, shift)` or the first free slot after it
+    /// (wrapping); at most half full, so a look-up ends within a few slots.
+    slots: Box<[u32]>,
+    shift: u32,
+}
+
+const EMPTY_SLOT: u32 = u32::MAX;
+
+impl InOrder {
+    fn new(keys: Vec<u64>, items: Vec<Placed>) -> InOrder {
+        let size = (keys.len() * 2).next_power_of_two().max(2);
+        let shift = 64 - size.trailing_zeros();
+        let mut slots = vec![EMPTY_SLOT; size];
+        for (place, &key) in keys.iter().enumerate() {
+            let mut i = slot_of(key, shift);
+            while slots[i] != EMPTY_SLOT {
+                i = (i + 1) & (size - 1);
+            }
+            slots[i] = place as u32;
+        }
+        InOrder { keys: keys.into(), items: items.into(), slots: slots.into(), shift }
+    }
+}
+
+/// A key's first slot in a table of `1 << (64 - shift)` slots (Fibonacci hashing: the
+/// multiplication mixes the name's bytes into the top bits).
+#[inline]
+fn slot_of(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 #[derive(Debug)]
@@ -252,8 +284,8 @@ impl Children {
         self.by_local.get(&Local(local))?.iter().find(|(n, ..)| *n == ns).map(|(_, id, rep, place)| (*id, *rep, *place))
     }
 
-    /// As `get`, for a child expected at or after place `from` of the flat sequence: walks the
-    /// sequence forward from there, then looks the name up.
+    /// As `get`, for a child expected at or after place `from` of the flat sequence: the
+    /// in-order table first, then the look-up by name.
     #[inline]
     pub fn get_from(&self, from: u32, ns: u32, local: &str) -> Option<(ElemId, bool, u32)> {
         match self.next_in_order(from, ns, local) {
@@ -262,35 +294,29 @@ impl Children {
         }
     }
 
-    /// Child `{ns}local` at or after place `from` of the flat sequence, found by walking it
-    /// forward from there: its place and what is known of it.
+    /// Child `{ns}local` at or after place `from` of the flat sequence: its place and what is
+    /// known of it.
     #[inline]
     pub fn next_in_order(&self, from: u32, ns: u32, local: &str) -> Option<(u32, &Placed)> {
         let order = self.in_order.as_ref()?;
-        let keys = order.keys.get(from as usize..)?;
         let key = name_key(local);
         let tail = local.as_bytes().get(8..).unwrap_or_default();
-        // The first of `keys` (starting at place `at`) that is the name's, tail and namespace too.
-        let first = |keys: &[u64], at: usize| {
-            keys.iter().enumerate().filter(|(_, k)| **k == key).find_map(|(i, _)| {
-                let item = &order.items[at + i];
-                (item.ns == ns && item.tail.len() == tail.len() && item.tail.iter().zip(tail).all(|(a, b)| a == b))
-                    .then_some(((at + i) as u32, item))
-            })
-        };
-        // Four keys compared at a time without a branch for each: a request names a few of a
-        // type's many optional fields (Account's 108), so most of the walk is keys skipped.
-        let mut chunks = keys.chunks_exact(4);
-        let mut at = from as usize;
-        for four in &mut chunks {
-            if ((four[0] == key) | (four[1] == key) | (four[2] == key) | (four[3] == key))
-                && let Some(hit) = first(four, at)
+        let mask = order.slots.len() - 1;
+        let mut i = slot_of(key, order.shift);
+        loop {
+            let place = *order.slots.get(i)?;
+            let (Some(&k), Some(item)) = (order.keys.get(place as usize), order.items.get(place as usize)) else {
+                return None;
+            };
+            if k == key
+                && item.ns == ns
+                && item.tail.len() == tail.len()
+                && item.tail.iter().zip(tail).all(|(a, b)| a == b)
             {
-                return Some(hit);
+                return (place >= from).then_some((place, item));
             }
-            at += 4;
+            i = (i + 1) & mask;
         }
-        first(chunks.remainder(), at)
     }
 
     /// Records a child; returns the canonical id for its name.
@@ -326,10 +352,10 @@ impl Children {
                 }
             }
         }
-        // Every item named once: the walk then finds exactly what the look-up finds.
+        // Every item named once: the table then finds exactly what the look-up finds.
         self.in_order = in_order.into_iter().collect::<Option<Vec<_>>>().filter(|_| unique).map(|all| {
             let (keys, items): (Vec<u64>, Vec<Placed>) = all.into_iter().unzip();
-            InOrder { keys: keys.into(), items: items.into() }
+            InOrder::new(keys, items)
         });
     }
 }
@@ -1288,10 +1314,10 @@ fn collect(
 mod tests {
     use super::*;
 
-    /// The forward walk answers exactly what the look-up answers, from every place, for every
+    /// The in-order table answers exactly what the look-up answers, from every place, for every
     /// child of every type of both Salesforce WSDLs (and finds nothing the look-up does not).
     #[test]
-    fn the_walk_agrees_with_the_look_up() {
+    fn the_in_order_table_agrees_with_the_look_up() {
         for file in [
             "wsdl/salesforce-enterprise-v40.wsdl",
             "wsdl/salesforce-partner-v58.wsdl",
@@ -1299,23 +1325,28 @@ mod tests {
             "wsdl/interhome.wsdl",
         ] {
             let wsdl = crate::soap::wsdl::Wsdl::load(std::path::Path::new(file)).expect("wsdl");
-            let mut walked = 0;
+            let mut checked = 0;
             for ty in &wsdl.schema.types {
                 let Type::Complex(ct) = ty else { continue };
                 let Some(order) = &ct.children.in_order else { continue };
                 for (local, same) in &ct.children.by_local {
                     for &(ns, ..) in same {
                         for from in 0..=order.keys.len() as u32 + 1 {
-                            assert_eq!(ct.children.get_from(from, ns, local), ct.children.get(ns, local), "{local}");
-                            walked += 1;
+                            let looked_up = ct.children.get(ns, local);
+                            assert_eq!(ct.children.get_from(from, ns, local), looked_up, "{local}");
+                            let ahead = looked_up.map(|(.., place)| place).filter(|&p| p != NO_PLACE && p >= from);
+                            let found = ct.children.next_in_order(from, ns, local).map(|(place, _)| place);
+                            assert_eq!(found, ahead, "{local} from {from}");
+                            checked += 1;
                         }
                     }
                 }
                 for from in 0..order.keys.len() as u32 {
                     assert_eq!(ct.children.get_from(from, 0, "NoSuchChild"), None);
+                    assert!(ct.children.next_in_order(from, 0, "NoSuchChildWithALongName").is_none());
                 }
             }
-            assert!(walked > 0, "{file}: nothing walked");
+            assert!(checked > 0, "{file}: nothing checked");
         }
     }
 }

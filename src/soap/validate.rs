@@ -407,7 +407,7 @@ impl<'s, 'i> Validator<'s, 'i> {
 
     /// The type an `xsi:type` value (`ens:Account`) names.
     fn xsi_type(&mut self, value: &str, resolve: Resolve<'_>) -> Option<TypeId> {
-        let (prefix, local) = value.split_once(':').unwrap_or(("", value));
+        let (prefix, local) = super::envelope::split_qname(value);
         let ns = resolve(prefix)?;
         self.schema.named_type_in(ns, local)
     }
