@@ -250,9 +250,17 @@ pub struct Placed {
 #[inline]
 fn name_key(local: &str) -> u64 {
     let bytes = local.as_bytes();
-    let head = match bytes.first_chunk::<8>() {
-        Some(head) => u64::from_le_bytes(*head),
-        None => bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+    // The first eight bytes as a little-endian number (zero-padded), read without a loop over a
+    // short name's bytes: two overlapping reads put each byte at its own place.
+    let n = bytes.len();
+    let head = if let Some(head) = bytes.first_chunk::<8>() {
+        u64::from_le_bytes(*head)
+    } else if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        u64::from(u32::from_le_bytes(*first)) | (u64::from(u32::from_le_bytes(*last)) << (8 * (n - 4)))
+    } else if let (Some(&a), Some(&b), Some(&c)) = (bytes.first(), bytes.get(n / 2), bytes.last()) {
+        u64::from(a) | (u64::from(b) << (8 * (n / 2))) | (u64::from(c) << (8 * (n - 1)))
+    } else {
+        0
     };
     head ^ ((bytes.len() as u64) << 56)
 }
@@ -1313,6 +1321,20 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name's key is its first eight bytes, zero-padded, as a little-endian number, with its
+    /// length on top: for every length, however the bytes are read.
+    #[test]
+    fn name_keys_are_the_names_first_bytes_and_length() {
+        let name = "abcdefghijkl";
+        for n in 0..=name.len() {
+            let mut head = [0u8; 8];
+            let take = n.min(8);
+            head[..take].copy_from_slice(&name.as_bytes()[..take]);
+            let expected = u64::from_le_bytes(head) ^ ((n as u64) << 56);
+            assert_eq!(name_key(&name[..n]), expected, "length {n}");
+        }
+    }
 
     /// The in-order table answers exactly what the look-up answers, from every place, for every
     /// child of every type of both Salesforce WSDLs (and finds nothing the look-up does not).
