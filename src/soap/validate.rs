@@ -244,11 +244,11 @@ impl<'s, 'i> Validator<'s, 'i> {
     /// the namespace of a prefix (for `xsi:type` values).
     ///
     /// Most elements of a request are the next child of a flat sequence, without attributes:
-    /// those are matched here, in a function whose frame and prologue are a fraction of
-    /// `start_any`'s and which reads only what the sequence's item carries; everything else
-    /// (attributes, `xsi:type`, wildcards, other content models, the operation element) goes to
-    /// `start_any`.
-    #[inline(never)]
+    /// those are matched here, inlined into the caller's loop (no call, no arguments spilled)
+    /// and reading only what the sequence's item carries; everything else (attributes,
+    /// `xsi:type`, wildcards, other content models, the operation element) goes to `start_any`,
+    /// out of line.
+    #[inline(always)]
     pub fn start(
         &mut self,
         ns: &str,
@@ -443,6 +443,7 @@ impl<'s, 'i> Validator<'s, 'i> {
     }
 
     /// Text inside the current element.
+    #[inline(always)]
     pub fn text(&mut self, text: Cow<'i, str>) -> Result<(), Violation> {
         let schema = self.schema;
         let Some(frame) = self.frames.last_mut() else { return Ok(()) };
@@ -478,6 +479,7 @@ impl<'s, 'i> Validator<'s, 'i> {
     }
 
     /// The current element ends: its text or children are checked.
+    #[inline(always)]
     pub fn end(&mut self) -> Result<(), Violation> {
         let Some(frame) = self.frames.last() else { return Ok(()) };
         if frame.kind == Kind::Check && !frame.free_text {
