@@ -284,7 +284,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         let after = reader.buffer_position() as usize;
         match event {
             Event::Decl(decl) => {
-                check_declaration(input_slice_bytes(text, decl).ok_or_else(|| EnvelopeError::NotUtf8)?)?
+                check_declaration(input_slice_bytes(text, decl).ok_or(EnvelopeError::NotUtf8)?)?
             }
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
@@ -558,7 +558,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
     if !seen_body {
         return Err(EnvelopeError::NoBody);
     }
-    let operation = operation.ok_or_else(|| EnvelopeError::EmptyBody)?;
+    let operation = operation.ok_or(EnvelopeError::EmptyBody)?;
     let slot = match slot {
         Some(slot) => Ok(slot),
         None => {
@@ -860,7 +860,7 @@ impl<'i, 's> Scopes<'i, 's> {
         let bad =
             |what: String| EnvelopeError::Malformed { at: 0, reason: format!("attribute of '{element}': {what}") };
         let tag_start = self.bindings.len();
-        let raw = input_slice_bytes(self.text, e.attributes_raw()).ok_or_else(|| EnvelopeError::NotUtf8)?;
+        let raw = input_slice_bytes(self.text, e.attributes_raw()).ok_or(EnvelopeError::NotUtf8)?;
         let mut rest = raw;
         let mut count = 0;
         while let Some((key, raw_value, reference, after)) = next_attribute(rest).map_err(bad)? {
