@@ -5,8 +5,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -15,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_rustls::TlsAcceptor;
@@ -44,26 +45,26 @@ pub struct PeerUser {
 /// Longest a client may take to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts until `shutdown` resolves, handing each connection to `on_connection` with a watcher
-/// for graceful shutdown; returns what `drain` waits on. The caller closes its listener before
-/// draining, so that a client connecting meanwhile is refused at once instead of waiting unseen
-/// in the backlog for the whole drain.
+/// Accepts until `shutdown` resolves, handing each connection to `on_connection` with its
+/// `Watch`; returns what `drain` waits on. The caller closes its listener before draining, so that
+/// a client connecting meanwhile is refused at once instead of waiting unseen in the backlog for
+/// the whole drain.
 async fn accept_loop<S, Fut, A, C>(
     mut accept: A,
     mut on_connection: C,
     shutdown: impl Future<Output = ()>,
-) -> GracefulShutdown
+) -> Arc<Closing>
 where
     A: FnMut() -> Fut,
     Fut: Future<Output = std::io::Result<S>>,
-    C: FnMut(S, hyper_util::server::graceful::Watcher),
+    C: FnMut(S, Watch),
 {
-    let graceful = GracefulShutdown::new();
+    let closing = Arc::new(Closing::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = accept() => match accepted {
-                Ok(connection) => on_connection(connection, graceful.watcher()),
+                Ok(connection) => on_connection(connection, Closing::watch(&closing)),
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly rather than spin.
                     tracing::warn!(error = %e, "Accept failed.");
@@ -73,13 +74,119 @@ where
             _ = &mut shutdown => break,
         }
     }
-    graceful
+    closing
 }
 
-/// Waits up to `drain` for the connections `graceful` watches to finish.
-async fn drain(graceful: GracefulShutdown, drain: Duration) {
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+/// Tells the open connections to finish their request in flight and close, then waits up to
+/// `drain` for them.
+async fn drain(closing: Arc<Closing>, drain: Duration) {
+    closing.begin();
+    if tokio::time::timeout(drain, closing.finished()).await.is_err() {
         tracing::warn!(drain_secs = drain.as_secs(), "Connections still open after the drain time; closing them.");
+    }
+}
+
+/// A server's graceful shutdown: a flag every open connection checks when it is polled, the
+/// wakers of those waiting on their caller (woken once when it is set), and a count of the open
+/// connections for the drain. (hyper-util's `GracefulShutdown` did the same with a `watch`
+/// channel whose change future each connection polled, under its lock, on every poll: ~330
+/// instructions a request; here a poll costs one load and a waker comparison.)
+#[derive(Default)]
+struct Closing {
+    begun: AtomicBool,
+    open: AtomicUsize,
+    /// The waker of each connection polled since it opened, by its number.
+    wakers: Mutex<std::collections::HashMap<u64, Waker>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Notified when the last open connection ends.
+    finished: tokio::sync::Notify,
+}
+
+impl Closing {
+    /// One more open connection, watched until its `Watch` is dropped.
+    fn watch(closing: &Arc<Closing>) -> Watch {
+        closing.open.fetch_add(1, Ordering::AcqRel);
+        let id = closing.next.fetch_add(1, Ordering::Relaxed);
+        Watch { closing: Arc::clone(closing), id, waker: None }
+    }
+
+    /// Shutdown begins: every open connection is woken to finish.
+    fn begin(&self) {
+        self.begun.store(true, Ordering::Release);
+        let wakers = std::mem::take(&mut *self.wakers());
+        for waker in wakers.into_values() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once no connection is open.
+    async fn finished(&self) {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Waker>> {
+        self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One open connection's part in its server's `Closing`.
+struct Watch {
+    closing: Arc<Closing>,
+    id: u64,
+    /// The waker registered last (a connection's task keeps one waker: registered once).
+    waker: Option<Waker>,
+}
+
+impl Watch {
+    /// Ready once shutdown has begun; until then, the task is woken when it does.
+    fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closing.begun.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            let waker = cx.waker().clone();
+            self.closing.wakers().insert(self.id, waker.clone());
+            self.waker = Some(waker);
+            // Shutdown may have begun (and taken the wakers) just before this one was added.
+            if self.closing.begun.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Serves `conn` to its end; once shutdown begins, it finishes the request in flight (if
+    /// any) and closes.
+    async fn serve<C: GracefulConnection>(mut self, conn: C) -> C::Output {
+        let mut conn = std::pin::pin!(conn);
+        let mut told = false;
+        std::future::poll_fn(move |cx| {
+            if !told && self.poll_begun(cx).is_ready() {
+                told = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.waker.is_some() {
+            self.closing.wakers().remove(&self.id);
+        }
+        if self.closing.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.closing.finished.notify_waiters();
+        }
     }
 }
 
@@ -111,17 +218,16 @@ pub async fn serve<H, Fut>(
 {
     let on_connection = |open: Option<Arc<AtomicUsize>>| {
         let (tls, handler) = (&tls, &handler);
-        move |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr),
-              watcher: hyper_util::server::graceful::Watcher| {
+        move |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr), watch: Watch| {
             let open = open.as_ref().map(|count| OpenConnection(Arc::clone(count)));
-            tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watcher, open));
+            tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watch, open));
         }
     };
-    let graceful = match source.into() {
+    let closing = match source.into() {
         Source::Listener(listener) => {
-            let graceful = accept_loop(|| listener.accept(), on_connection(None), shutdown).await;
+            let closing = accept_loop(|| listener.accept(), on_connection(None), shutdown).await;
             drop(listener);
-            graceful
+            closing
         }
         Source::Handed(Handoff { connections, open }) => {
             let connections = std::sync::Mutex::new(connections);
@@ -144,7 +250,7 @@ pub async fn serve<H, Fut>(
             accept_loop(next, on_connection(Some(open)), shutdown).await
         }
     };
-    self::drain(graceful, drain).await;
+    self::drain(closing, drain).await;
 }
 
 /// Connections `dispatch` hands to one worker, and how many of them the worker has open.
@@ -216,7 +322,7 @@ async fn connection<H, Fut>(
     peer: std::net::SocketAddr,
     tls: Option<TlsAcceptor>,
     handler: H,
-    watcher: hyper_util::server::graceful::Watcher,
+    watch: Watch,
     _open: Option<OpenConnection>,
 ) where
     H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
@@ -226,7 +332,7 @@ async fn connection<H, Fut>(
     let result = match tls {
         None => {
             let service = service(handler, Peer { addr: Some(peer), cert: None, user: None });
-            watcher.watch(http1_server().serve_connection(TokioIo::new(stream), service)).await
+            watch.serve(http1_server().serve_connection(TokioIo::new(stream), service)).await
         }
         Some(acceptor) => {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -247,7 +353,7 @@ async fn connection<H, Fut>(
                 .and_then(|chain| chain.first())
                 .map(|c| std::sync::Arc::new(c.clone().into_owned()));
             let service = service(handler, Peer { addr: Some(peer), cert, user: None });
-            watcher.watch(http1_server().serve_connection(TokioIo::new(stream), service)).await
+            watch.serve(http1_server().serve_connection(TokioIo::new(stream), service)).await
         }
     };
     if let Err(e) = result {
@@ -267,21 +373,20 @@ pub async fn serve_unix<H, Fut>(
     H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr),
-                         watcher: hyper_util::server::graceful::Watcher| {
+    let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr), watch: Watch| {
         let user = stream.peer_cred().ok().map(|c| PeerUser { uid: c.uid(), gid: c.gid() });
         let handler = handler.clone();
         tokio::spawn(async move {
             let service = service(handler, Peer { addr: None, cert: None, user });
             let conn = http1_server().serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
+            if let Err(e) = watch.serve(conn).await {
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }
         });
     };
-    let graceful = accept_loop(|| listener.accept(), on_connection, shutdown).await;
+    let closing = accept_loop(|| listener.accept(), on_connection, shutdown).await;
     drop(listener);
-    self::drain(graceful, drain).await;
+    self::drain(closing, drain).await;
 }
 
 /// The per-connection service: hands each request on with what is known of the peer.
@@ -436,5 +541,70 @@ mod tests {
         assert_eq!(serving.open.load(std::sync::atomic::Ordering::Relaxed), 105);
         let _ = stop_tx.send(());
         accepting.await.expect("stopped");
+    }
+
+    /// On shutdown, a keep-alive connection waiting idle for its next request is closed at once
+    /// (not after the drain time), and one with a request in flight gets its answer first, then
+    /// is closed; the server returns once both are.
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_at_once_and_finishes_requests_in_flight() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        // Requests to /slow say they arrived, then wait until released.
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let handler = {
+            let release = Arc::clone(&release);
+            move |req: Request<Incoming>, _: Peer| {
+                let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
+                async move {
+                    if req.uri().path() == "/slow" {
+                        let _ = arrived_tx.send(());
+                        release.notified().await;
+                    }
+                    Response::new(crate::proxy::full(bytes::Bytes::from_static(b"done")))
+                }
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain_time = Duration::from_secs(300);
+        let server = tokio::spawn(serve(
+            listener,
+            None,
+            handler,
+            async {
+                let _ = stop_rx.await;
+            },
+            drain_time,
+        ));
+        let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        // An idle keep-alive connection: one request answered, then nothing.
+        let mut idle = tokio::net::TcpStream::connect(at).await.expect("connected");
+        idle.write_all(ask("/").as_bytes()).await.expect("sent");
+        let mut first = Vec::new();
+        while !first.ends_with(b"done") {
+            let mut buf = [0u8; 1024];
+            let n = idle.read(&mut buf).await.expect("answer");
+            assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&first));
+            first.extend_from_slice(&buf[..n]);
+        }
+        // A connection whose request is in flight.
+        let mut busy = tokio::net::TcpStream::connect(at).await.expect("connected");
+        busy.write_all(ask("/slow").as_bytes()).await.expect("sent");
+        arrived.recv().await.expect("the slow request arrived");
+        let _ = stop_tx.send(());
+
+        let within = Duration::from_secs(30);
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(within, idle.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "the idle connection is closed at once: {closed:?}");
+        assert!(!server.is_finished(), "the request in flight holds the drain");
+        release.notify_one();
+        let mut answer = Vec::new();
+        tokio::time::timeout(within, busy.read_to_end(&mut answer)).await.expect("in time").expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        tokio::time::timeout(within, server).await.expect("the server returns once both closed").expect("served");
     }
 }

@@ -283,9 +283,7 @@ pub fn scan(body: &[u8], plan: &Plan<'_>, wsdl: &Wsdl) -> Result<Scan, EnvelopeE
         };
         let after = reader.buffer_position() as usize;
         match event {
-            Event::Decl(decl) => {
-                check_declaration(input_slice_bytes(text, decl).ok_or(EnvelopeError::NotUtf8)?)?
-            }
+            Event::Decl(decl) => check_declaration(input_slice_bytes(text, decl).ok_or(EnvelopeError::NotUtf8)?)?,
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
             // Inside the operation element, when neither the requester nor the session element
