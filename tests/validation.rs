@@ -306,6 +306,25 @@ fn enterprise_typed_sobjects() {
         ),
         "CreatedDate: 'yesterday' is not a valid dateTime",
     );
+    // The same `xsi:type` text on the next record is judged again where its prefix is bound
+    // elsewhere: the second record's `ens` names another namespace.
+    invalid(
+        w,
+        &env(
+            E,
+            r#"<urn:create><urn:sObjects xsi:type="ens:Account"><ens:Id xsi:nil="true"/></urn:sObjects><urn:sObjects xmlns:ens="urn:partner.soap.sforce.com" xsi:type="ens:Account"/></urn:create>"#,
+        ),
+        "Body/create/sObjects[2]: xsi:type 'ens:Account' is not a type of this schema",
+    );
+    // And a record naming the type the one before it named, where that type is not allowed.
+    invalid(
+        w,
+        &env(
+            E,
+            r#"<urn:create><urn:sObjects xsi:type="ens:Account"><ens:Id xsi:nil="true"/></urn:sObjects><urn:sObjects xsi:type="ens:Account"><ens:Id xsi:nil="true"/><ens:Email>x</ens:Email></urn:sObjects></urn:create>"#,
+        ),
+        "Body/create/sObjects[2]: unexpected element 'Email'",
+    );
 }
 
 // === one construct of each rule ===

@@ -988,8 +988,7 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
     let mut end = value_start;
     let mut reference = false;
     loop {
-        let next =
-            memchr::memchr3(quote, b'<', b'&', bytes.get(end..).unwrap_or_default()).map(|k| (end + k, bytes[end + k]));
+        let next = value_stop(bytes, end, quote).map(|at| (at, bytes[at]));
         match next {
             None => return Err(format!("the value of attribute '{name}' is not closed")),
             Some((at, b)) if b == quote => {
@@ -1005,6 +1004,20 @@ fn next_attribute(text: &str) -> Result<Option<(&str, &str, bool, &str)>, String
         }
     }
     Ok(Some((name, &text[value_start..end], reference, &text[end + 1..])))
+}
+
+/// Where the next `quote`, `<` or `&` is at or after `from`: the first bytes looked at one by
+/// one (most attribute values are short: `xsi:type` and `xsi:nil` values, where a `memchr3`
+/// call costs more than the scan), the rest with `memchr3`.
+#[inline]
+fn value_stop(bytes: &[u8], from: usize, quote: u8) -> Option<usize> {
+    const SHORT: usize = 16;
+    let rest = bytes.get(from..)?;
+    let (head, tail) = rest.split_at(rest.len().min(SHORT));
+    match head.iter().position(|&b| b == quote || b == b'<' || b == b'&') {
+        Some(k) => Some(from + k),
+        None => memchr::memchr3(quote, b'<', b'&', tail).map(|k| from + head.len() + k),
+    }
 }
 
 /// `prefix:local` or `local`, split without a `memchr` call (names are short).
@@ -1177,6 +1190,27 @@ mod tests {
     use super::*;
     use std::path::Path;
     use std::sync::OnceLock;
+
+    /// A value's end, `<` or reference is found wherever it lies: in the bytes scanned one by
+    /// one, at the seam, or in the part left to `memchr3`.
+    #[test]
+    fn value_stops_are_found_on_both_sides_of_the_short_scan() {
+        for at in [0, 1, 15, 16, 17, 40] {
+            for stop in [b'"', b'<', b'&'] {
+                let mut value = vec![b'a'; 50];
+                value[at] = stop;
+                assert_eq!(value_stop(&value, 0, b'"'), Some(at), "{} at {at}", stop as char);
+                assert_eq!(value_stop(&value, at, b'"'), Some(at));
+                assert_eq!(value_stop(&value, at + 1, b'"'), None);
+            }
+            let mut value = vec![b'a'; 50];
+            value[at] = b'\'';
+            assert_eq!(value_stop(&value, 0, b'"'), None, "the other quote is text");
+            assert_eq!(value_stop(&value, 0, b'\''), Some(at));
+        }
+        assert_eq!(value_stop(b"abc", 3, b'"'), None);
+        assert_eq!(value_stop(b"abc", 4, b'"'), None);
+    }
 
     #[test]
     fn attribute_text_is_read_or_refused() {

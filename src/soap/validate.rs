@@ -161,6 +161,10 @@ pub struct Validator<'s, 'i> {
     base: &'static str,
     namespaces: Vec<String>,
     root: Root,
+    /// The last `xsi:type` resolved, for the next record of a batch naming the same: its value,
+    /// the namespace its prefix was bound to (by address: a request keeps each namespace name
+    /// once), the declared type it was checked against, and the type it names.
+    last_xsi: Option<(&'i str, usize, TypeId, TypeId)>,
 }
 
 thread_local! {
@@ -195,7 +199,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         let (mut frames, mut children) = (super::relabel(frames), children);
         frames.reserve(8);
         children.reserve(32);
-        Validator { schema, mode, frames, children, base, namespaces: Vec::new(), root }
+        Validator { schema, mode, frames, children, base, namespaces: Vec::new(), root, last_xsi: None }
     }
 
     /// The path of the open element: `Body/create/sObjects[2]/Name`.
@@ -254,7 +258,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         ns: &str,
         ns_id: u32,
         local: &'i str,
-        attrs: &[Attr<'_>],
+        attrs: &[Attr<'i>],
         resolve: Resolve<'_>,
     ) -> Result<(), Violation> {
         let schema = self.schema;
@@ -286,7 +290,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         ns: &str,
         ns_id: u32,
         local: &'i str,
-        attrs: &[Attr<'_>],
+        attrs: &[Attr<'i>],
         resolve: Resolve<'_>,
     ) -> Result<(), Violation> {
         let schema = self.schema;
@@ -374,7 +378,19 @@ impl<'s, 'i> Validator<'s, 'i> {
         for a in attrs.iter().filter(|a| a.reserved == Reserved::Xsi) {
             match a.local {
                 "type" => {
-                    let named = self.xsi_type(trim_xml(&a.value), resolve).ok_or_else(|| {
+                    let value = trim_xml(&a.value);
+                    let (prefix, local) = super::envelope::split_qname(value);
+                    let ns = resolve(prefix);
+                    let ns_at = ns.map_or(0, |n| n.as_ptr() as usize);
+                    if let Some((last, last_ns, last_decl, named)) = self.last_xsi
+                        && last_ns == ns_at
+                        && last_decl == decl_ty
+                        && last == value
+                    {
+                        ty = named;
+                        continue;
+                    }
+                    let named = ns.and_then(|ns| schema.named_type_in(ns, local)).ok_or_else(|| {
                         self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
                     })?;
                     if !schema.derives_from(named, decl_ty) {
@@ -384,6 +400,9 @@ impl<'s, 'i> Validator<'s, 'i> {
                             schema.type_name(decl_ty)
                         );
                         return Err(self.violation(rule));
+                    }
+                    if let std::borrow::Cow::Borrowed(raw) = a.value {
+                        self.last_xsi = Some((trim_xml(raw), ns_at, decl_ty, named));
                     }
                     ty = named;
                 }
@@ -403,13 +422,6 @@ impl<'s, 'i> Validator<'s, 'i> {
             f.free_text = f.kind == Kind::Check && schema.free_text(ty);
         }
         self.check_attributes(ty, attrs)
-    }
-
-    /// The type an `xsi:type` value (`ens:Account`) names.
-    fn xsi_type(&mut self, value: &str, resolve: Resolve<'_>) -> Option<TypeId> {
-        let (prefix, local) = super::envelope::split_qname(value);
-        let ns = resolve(prefix)?;
-        self.schema.named_type_in(ns, local)
     }
 
     fn skip(&mut self, local: &'i str) -> Result<(), Violation> {
