@@ -3,7 +3,8 @@
 //!
 //! One upstream for every case: nginx with one worker answering a fixed 1 KB body. In front of
 //! it, in turn: oauth-egress (release build), and nginx as a reverse proxy adding a fixed
-//! `Authorization` header with keep-alive upstream connections; both with 1 worker, then 2. wrk
+//! `Authorization` header with keep-alive upstream connections; both with 1 worker, then 2, then
+//! 2 kept on a CPU each (nginx's `worker_cpu_affinity auto`, our `server.pin_workers`). wrk
 //! drives each case with the same connections and duration, interleaved (A B, then B A), for
 //! several rounds; medians are printed with the ratio oauth-egress / nginx, and the CPU time
 //! (user and system, from `/proc`) the serving processes spent per request. Then: a cold start
@@ -111,9 +112,10 @@ fn upstream_conf(dir: &Path, port: u16) -> String {
     )
 }
 
-fn reverse_proxy_conf(dir: &Path, port: u16, upstream: u16, workers: usize) -> String {
+fn reverse_proxy_conf(dir: &Path, port: u16, upstream: u16, workers: usize, pinned: bool) -> String {
+    let affinity = if pinned { "worker_cpu_affinity auto;\n" } else { "" };
     format!(
-        "worker_processes {workers};\nevents {{ worker_connections 4096; }}\nhttp {{ access_log off; {tmp} client_max_body_size 20m; \
+        "worker_processes {workers};\n{affinity}events {{ worker_connections 4096; }}\nhttp {{ access_log off; {tmp} client_max_body_size 20m; \
          upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; }} \
          server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000; location / {{ proxy_pass http://up; \
          proxy_http_version 1.1; proxy_set_header Connection \"\"; \
@@ -122,12 +124,13 @@ fn reverse_proxy_conf(dir: &Path, port: u16, upstream: u16, workers: usize) -> S
     )
 }
 
-fn proxy_config(port: u16, token_url: &str, upstream: u16, workers: usize) -> String {
+fn proxy_config(port: u16, token_url: &str, upstream: u16, workers: usize, pinned: bool) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
 max_body = "20 MiB"
 workers = {workers}
+pin_workers = {pinned}
 max_tokens = 200000
 
 [[providers]]
@@ -402,8 +405,9 @@ fn main() {
         let proxy_port = free_port();
         let nginx_port = free_port();
         let (_proxy, pid) =
-            start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, workers));
-        let _nginx = nginx(dir.path(), "proxy1", &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers));
+            start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, workers, false));
+        let _nginx =
+            nginx(dir.path(), "proxy1", &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers, false));
         wait_listening(nginx_port);
         println!(
             "oauth-egress pid {pid} on 127.0.0.1:{proxy_port}; nginx proxy on {nginx_port}; upstream on {upstream_port}"
@@ -433,15 +437,19 @@ fn main() {
          | case | workers | oauth-egress user / system | nginx user / system | nginx / oauth-egress (total) |\n\
          | --- | --- | --- | --- | --- |\n",
     );
-    for workers in [1usize, 2] {
+    // 1 worker and 2, then 2 with each worker kept on a CPU of its own (nginx's
+    // `worker_cpu_affinity auto`, our `pin_workers`).
+    for (workers, pinned) in [(1usize, false), (2, false), (2, true)] {
+        let label = if pinned { format!("{workers} pinned") } else { workers.to_string() };
         let proxy_port = free_port();
         let token_url = idp.token_url();
-        let (proxy, proxy_pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers));
+        let (proxy, proxy_pid) =
+            start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers, pinned));
         let nginx_port = free_port();
         let nginx_proxy = nginx(
             dir.path(),
-            &format!("proxy{workers}"),
-            &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers),
+            &format!("proxy{workers}{}", if pinned { "p" } else { "" }),
+            &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers, pinned),
         );
         wait_listening(nginx_port);
         // Warm up: a token for alice, connections.
@@ -469,7 +477,7 @@ fn main() {
             let errors: u64 = results[c].iter().flatten().map(|r| r.errors).sum();
             let (ours, theirs) = (m(0, |r| r.rps), m(1, |r| r.rps));
             report.push_str(&format!(
-                "| {name} | {workers} | {ours:.0} | {theirs:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |{}\n",
+                "| {name} | {label} | {ours:.0} | {theirs:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} |{}\n",
                 ours / theirs,
                 m(0, |r| r.p50_ms),
                 m(0, |r| r.p99_ms),
@@ -481,7 +489,7 @@ fn main() {
             let (ours_user, ours_sys) = (m(0, |r| r.user_us), m(0, |r| r.sys_us));
             let (theirs_user, theirs_sys) = (m(1, |r| r.user_us), m(1, |r| r.sys_us));
             cpu.push_str(&format!(
-                "| {name} | {workers} | {ours_user:.2} / {ours_sys:.2} | {theirs_user:.2} / {theirs_sys:.2} | {:.2} |\n",
+                "| {name} | {label} | {ours_user:.2} / {ours_sys:.2} | {theirs_user:.2} / {theirs_sys:.2} | {:.2} |\n",
                 (theirs_user + theirs_sys) / (ours_user + ours_sys)
             ));
         }
@@ -491,7 +499,7 @@ fn main() {
 
     // Cold start, memory.
     let proxy_port = free_port();
-    let (proxy, pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, 2));
+    let (proxy, pid) = start_proxy(dir.path(), &proxy_config(proxy_port, &idp.token_url(), upstream_port, 2, false));
     let idle = rss_kib(pid);
     let before = idp.issued();
     let started = Instant::now();

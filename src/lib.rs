@@ -7,6 +7,7 @@
 //! endpoint and upstream that `demo` and the tests run against.
 
 pub mod admin;
+pub mod affinity;
 pub mod bearer;
 pub mod clock;
 pub mod config;
@@ -140,13 +141,20 @@ pub async fn run(
     // More workers: threads of their own, each a single-threaded runtime serving the connections
     // handed to it, so that a request stays on one thread from accept to answer with no
     // work-stealing between them. This thread accepts, and is the first worker.
+    // With `pin_workers`, worker n is kept on the nth CPU the process may use (read before any
+    // thread is pinned: a new thread starts with its creator's CPUs).
+    let cpus = if config.pin_workers { affinity::allowed_cpus() } else { Vec::new() };
     let mut workers = Vec::new();
     for (n, handoff) in (1..).zip(handoffs) {
         let (handler, tls, stop) = (handler.clone(), tls.clone(), stopped());
         let reaper = reap_idle_upstreams(Arc::clone(&app), stopped());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let exit = stopped_all.subscribe();
+        let cpu = affinity::cpu_for(&cpus, n);
         let thread = std::thread::Builder::new().name(format!("oauth-egress-{n}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                affinity::pin_current_thread(n, cpu);
+            }
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
                 runtime.block_on(async move {
                     tokio::spawn(reaper);
@@ -166,6 +174,9 @@ pub async fn run(
             served
         })?;
         workers.push((thread, done_rx));
+    }
+    if let Some(cpu) = affinity::cpu_for(&cpus, 0) {
+        affinity::pin_current_thread(0, cpu);
     }
     tokio::spawn(reap_idle_upstreams(Arc::clone(&app), stopped()));
     let accepting = tokio::spawn(server::dispatch(listener, senders, stopped()));

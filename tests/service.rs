@@ -235,3 +235,37 @@ async fn every_worker_thread_serves_and_drains_on_sigterm() {
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// `pin_workers = true`: each serving thread is kept on one CPU, the main one on the first the
+/// process may use and `oauth-egress-1` on the second (the same one again on a single-CPU
+/// machine), and it still serves.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_workers_each_keep_to_a_cpu_of_their_own() {
+    let Service { child, listen, dir: _dir, idp: _idp, upstream: _upstream, .. } =
+        Service::start("workers = 2\npin_workers = true").await;
+    let pid = child.id().unwrap();
+    // The CPUs a task may run on, as /proc lists them (e.g. "0-1" or "1").
+    let cpus_of = |task: &str| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+        line.trim_start_matches("Cpus_allowed_list:").trim().to_owned()
+    };
+    let second = || -> Option<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().filter_map(Result::ok).find_map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (name.trim() == "oauth-egress-1").then(|| t.file_name().to_string_lossy().into_owned())
+        })
+    };
+    wait_until("thread oauth-egress-1", || second().is_some()).await;
+    let allowed = oauth_egress::affinity::allowed_cpus();
+    let expect = |n: usize| oauth_egress::affinity::cpu_for(&allowed, n).unwrap().to_string();
+    // The main thread pins itself before READY=1; the other as it starts.
+    assert_eq!(cpus_of(&pid.to_string()), expect(0), "the main serving thread");
+    wait_until("oauth-egress-1 on its CPU", || second().is_some_and(|t| cpus_of(&t) == expect(1))).await;
+    let client = reqwest::Client::new();
+    for i in 0..4 {
+        let answer = client.get(format!("http://{listen}/fixed/pinned/{i}")).header("X-Requester", ALICE).send().await;
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+}

@@ -98,6 +98,8 @@ pub struct Config {
     pub drain: Duration,
     /// Threads serving requests (0: one per CPU).
     pub workers: usize,
+    /// Each serving thread kept on a CPU of its own.
+    pub pin_workers: bool,
     pub log_format: raw::LogFormat,
 }
 
@@ -689,6 +691,7 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
         admin_listen: checked.admin_listen,
         drain: raw.server.drain_timeout,
         workers: raw.server.workers,
+        pin_workers: raw.server.pin_workers,
         log_format: raw.log.format,
         limits: Limits {
             max_depth: raw.limits.max_depth,

@@ -191,6 +191,9 @@ pub struct RawServer {
     pub drain_timeout: Duration,
     /// Threads serving requests. Default 0: one per CPU.
     pub workers: usize,
+    /// Each serving thread kept on a CPU of its own (of those the process may use). Default
+    /// false.
+    pub pin_workers: bool,
 }
 
 impl Default for RawServer {
@@ -213,6 +216,7 @@ impl Default for RawServer {
             token_idle: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
             workers: 0,
+            pin_workers: false,
         }
     }
 }

@@ -198,6 +198,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.workers != new.workers {
         changed.push("server.workers");
     }
+    if old.pin_workers != new.pin_workers {
+        changed.push("server.pin_workers");
+    }
     if old.log_format != new.log_format {
         changed.push("log.format");
     }
