@@ -6,6 +6,9 @@
 //! Why: a serving thread that the scheduler moves, or parks behind another thread on its CPU
 //! while the other CPU idles, holds every request of its connections until it runs again (a
 //! scheduler tick, 4 ms here). Kept apart, two workers stop waiting on each other.
+//!
+//! A thread starts with its creator's CPUs: the threads the first worker starts later (tokio's
+//! blocking pool: name resolution for token endpoints, file reads on reload) share its CPU.
 
 /// The CPUs this process may run on, in order (empty where that cannot be known).
 pub fn allowed_cpus() -> Vec<usize> {

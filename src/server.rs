@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -97,7 +97,7 @@ struct Closing {
     open: AtomicUsize,
     /// The waker of each connection polled since it opened, by its number.
     wakers: Mutex<std::collections::HashMap<u64, Waker>>,
-    next: std::sync::atomic::AtomicU64,
+    next: AtomicU64,
     /// Notified when the last open connection ends.
     finished: tokio::sync::Notify,
 }
