@@ -518,6 +518,11 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
+    // A body already at its end (a GET's, `Content-Length: 0`) is not collected: the collecting
+    // (a list of frames, then their bytes joined) cost ~400 instructions of a REST GET for none.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(limit)),
