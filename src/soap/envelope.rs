@@ -19,7 +19,7 @@ use quick_xml::reader::Reader;
 use super::schema::Schema;
 use super::validate::{Attr, Mode, Reserved, Root, Validator, Violation};
 use super::wsdl::{Input, OperationMismatch, Wsdl};
-use super::{QName, SoapVersion, escape_text, escape_xml, relabel, set_aside};
+use super::{QName, SoapVersion, escape_text, escape_xml, relabel, set_aside, split_qname};
 
 /// Where in the envelope things are, as local names below `Envelope`
 /// (e.g. `["Header", "SessionHeader", "sessionId"]`).
@@ -1017,15 +1017,6 @@ fn value_stop(bytes: &[u8], from: usize, quote: u8) -> Option<usize> {
     match head.iter().position(|&b| b == quote || b == b'<' || b == b'&') {
         Some(k) => Some(from + k),
         None => memchr::memchr3(quote, b'<', b'&', tail).map(|k| from + head.len() + k),
-    }
-}
-
-/// `prefix:local` or `local`, split without a `memchr` call (names are short).
-#[inline]
-pub(super) fn split_qname(name: &str) -> (&str, &str) {
-    match name.bytes().position(|b| b == b':') {
-        Some(i) => (&name[..i], &name[i + 1..]),
-        None => ("", name),
     }
 }
 

@@ -12,6 +12,16 @@ pub mod wsdl;
 
 use std::fmt;
 
+/// A qualified name split into prefix and local name (`("", name)` without a prefix), without
+/// a `memchr` call (names are short).
+#[inline]
+pub(crate) fn split_qname(name: &str) -> (&str, &str) {
+    match name.bytes().position(|b| b == b':') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => ("", name),
+    }
+}
+
 /// `v` emptied, as a vector of `U`, keeping its allocation when `T` and `U` are laid out alike
 /// (the standard library collects a vector's own iterator in place). How the envelope pass keeps
 /// its buffers on the thread between requests: their elements borrow one request, so they are

@@ -36,10 +36,7 @@ impl Node {
 
     /// Resolves a QName-valued attribute (`tns:query`) with the bindings in scope here.
     pub fn resolve_qname(&self, value: &str) -> Option<QName> {
-        let (prefix, local) = match value.split_once(':') {
-            Some((p, l)) => (p, l),
-            None => ("", value),
-        };
+        let (prefix, local) = super::split_qname(value);
         let ns = self.scope.iter().rev().find(|(p, _)| p == prefix).map(|(_, ns)| ns.clone());
         match (ns, prefix) {
             (Some(ns), _) => Some(QName::new(ns, local)),

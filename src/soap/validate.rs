@@ -377,35 +377,7 @@ impl<'s, 'i> Validator<'s, 'i> {
         let mut ty = decl_ty;
         for a in attrs.iter().filter(|a| a.reserved == Reserved::Xsi) {
             match a.local {
-                "type" => {
-                    let value = trim_xml(&a.value);
-                    let (prefix, local) = super::envelope::split_qname(value);
-                    let ns = resolve(prefix);
-                    let ns_at = ns.map_or(0, |n| n.as_ptr() as usize);
-                    if let Some((last, last_ns, last_decl, named)) = self.last_xsi
-                        && last_ns == ns_at
-                        && last_decl == decl_ty
-                        && last == value
-                    {
-                        ty = named;
-                        continue;
-                    }
-                    let named = ns.and_then(|ns| schema.named_type_in(ns, local)).ok_or_else(|| {
-                        self.violation(format!("xsi:type '{}' is not a type of this schema", a.value))
-                    })?;
-                    if !schema.derives_from(named, decl_ty) {
-                        let rule = format!(
-                            "xsi:type '{}' is not derived from the declared type {}",
-                            a.value,
-                            schema.type_name(decl_ty)
-                        );
-                        return Err(self.violation(rule));
-                    }
-                    if let std::borrow::Cow::Borrowed(raw) = a.value {
-                        self.last_xsi = Some((trim_xml(raw), ns_at, decl_ty, named));
-                    }
-                    ty = named;
-                }
+                "type" => ty = self.xsi_type(a, decl_ty, resolve)?,
                 "nil" if matches!(trim_xml(&a.value), "true" | "1") => {
                     if !nillable {
                         return Err(self.violation("is not nillable but has xsi:nil=\"true\""));
@@ -422,6 +394,36 @@ impl<'s, 'i> Validator<'s, 'i> {
             f.free_text = f.kind == Kind::Check && schema.free_text(ty);
         }
         self.check_attributes(ty, attrs)
+    }
+
+    /// The type `xsi:type` (`a`, e.g. `ens:Account`) names, checked to derive from the declared
+    /// type. The records of a batch repeat it: the last one resolved is kept and reused while
+    /// its text, the namespace its prefix is bound to, and the declared type are the same.
+    fn xsi_type(&mut self, a: &Attr<'i>, decl_ty: TypeId, resolve: Resolve<'_>) -> Result<TypeId, Violation> {
+        let schema = self.schema;
+        let value = trim_xml(&a.value);
+        let (prefix, local) = super::split_qname(value);
+        let ns = resolve(prefix);
+        let ns_at = ns.map_or(0, |n| n.as_ptr() as usize);
+        if let Some((last, last_ns, last_decl, named)) = self.last_xsi
+            && last_ns == ns_at
+            && last_decl == decl_ty
+            && last == value
+        {
+            return Ok(named);
+        }
+        let named = ns
+            .and_then(|ns| schema.named_type_in(ns, local))
+            .ok_or_else(|| self.violation(format!("xsi:type '{}' is not a type of this schema", a.value)))?;
+        if !schema.derives_from(named, decl_ty) {
+            let rule =
+                format!("xsi:type '{}' is not derived from the declared type {}", a.value, schema.type_name(decl_ty));
+            return Err(self.violation(rule));
+        }
+        if let Cow::Borrowed(raw) = a.value {
+            self.last_xsi = Some((trim_xml(raw), ns_at, decl_ty, named));
+        }
+        Ok(named)
     }
 
     fn skip(&mut self, local: &'i str) -> Result<(), Violation> {
