@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rsa::RsaPublicKey;
 use rsa::traits::PublicKeyParts;
@@ -234,7 +233,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<P
     respond(status, "application/json", json!({ "error": error, "error_description": description }).to_string())
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(state: &State, req: Request<crate::server::RequestBody>) -> Response<ProxyBody> {
     if req.uri().path().ends_with("/introspect") {
         return introspect(state, req).await;
     }
@@ -324,7 +323,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
 }
 
 /// RFC 7662: `active` and `exp` for a token this endpoint issued, to a client that authenticates.
-async fn introspect(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn introspect(state: &State, req: Request<crate::server::RequestBody>) -> Response<ProxyBody> {
     use base64::Engine as _;
     if state.fail_introspection.load(Ordering::SeqCst) {
         return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "introspection is down");

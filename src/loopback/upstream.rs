@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use quick_xml::events::Event;
 use quick_xml::reader::NsReader;
 use serde_json::json;
@@ -123,7 +123,7 @@ impl LoopbackUpstream {
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(state: &State, req: Request<crate::server::RequestBody>) -> Response<ProxyBody> {
     state.arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let _ = state.gate.subscribe().wait_for(|open| *open).await;
     let (parts, body) = req.into_parts();

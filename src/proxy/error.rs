@@ -27,6 +27,9 @@ pub enum ProxyError {
     Upstream(UpstreamError),
     #[error("{0}")]
     Denied(crate::policy::Denied),
+    /// Not well-formed HTTP/1.1: refused by the server before it reached a route.
+    #[error("{detail}")]
+    Malformed { status: http::StatusCode, code: &'static str, detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 //! body, an answer's head read and parsed (`httparse`, as hyper does), and its body's framing
 //! (RFC 9112 section 6) decoded as the body is read; and which headers belong to one connection
 //! rather than to the message (RFC 9110 section 7.6.1), for requests and answers alike. Which
-//! connection, and when it goes back to the pool, is `pool`'s business.
+//! connection, and when it goes back to the pool, is `pool`'s business. The body framing, the
+//! header map built over the bytes read and the vectored writes serve the server side too
+//! (`server::conn`).
 //!
 //! Why not hyper's client connection: for one cached call it cost as much as everything else the
 //! proxy does (a channel and a oneshot per request, a dispatcher task state machine, its own
@@ -74,10 +76,17 @@ pub fn encode_head<'h>(
     head
 }
 
-/// Writes the head and the body's pieces, in one system call where the connection takes them
-/// whole; after a short write, the rest from where it stopped.
+/// Writes a request's head and its body's pieces (`write_parts`).
 pub async fn write_request<W: AsyncWrite + Unpin>(io: &mut W, head: &[u8], body: &[Bytes; 3]) -> std::io::Result<()> {
-    let mut parts: [&[u8]; 4] = [head, &body[0], &body[1], &body[2]];
+    write_parts(io, [head, &body[0], &body[1], &body[2]]).await
+}
+
+/// Writes `parts` in order, in one system call where the connection takes them whole; after a
+/// short write, the rest from where it stopped; then flushes.
+pub async fn write_parts<W: AsyncWrite + Unpin, const N: usize>(
+    io: &mut W,
+    mut parts: [&[u8]; N],
+) -> std::io::Result<()> {
     let mut first = 0;
     while let Some(part) = parts.get(first) {
         if part.is_empty() {
@@ -134,7 +143,7 @@ pub async fn read_head<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut, met
 }
 
 /// Reads more of the connection into `buf`: the number of bytes read, 0 at its end.
-fn poll_fill<R: AsyncRead + Unpin>(
+pub fn poll_fill<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
@@ -155,7 +164,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
         // (name start, name end, value start, value end) of each header that crosses, as offsets
         // into the head: its bytes are split off `buf` once the parse's borrow of them ends. Kept
         // on the stack for the usual few (an array for all `MAX_HEADERS` cost a 2 KB memset).
-        let mut kept: SmallVec<[(u32, u32, u32, u32); 16]> = SmallVec::new();
+        let mut kept: SmallVec<[Span; 16]> = SmallVec::new();
         let (len, status, framing, reusable) = {
             let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
             let mut answer = httparse::Response::new(&mut []);
@@ -182,29 +191,54 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Strin
             let pairs = || raw.iter().map(|h| (h.name, h.value));
             let (closes, named) = connection_says(pairs());
             let reusable = answer.version == Some(1) && !closes && !framed_to_close;
-            let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize) as u32;
-            for h in raw.iter().filter(|h| crosses(pairs(), named, h.name)) {
-                let (name, value) = (at(h.name.as_bytes()), at(h.value));
-                kept.push((name, name + h.name.len() as u32, value, value + h.value.len() as u32));
-            }
+            kept.extend(raw.iter().filter(|h| crosses(pairs(), named, h.name)).map(|h| span(buf, h)));
             (len, status, framing, reusable)
         };
         let head = buf.split_to(len).freeze();
         // Room for the one the proxy adds to every answer (`X-Request-Id`) without regrowing.
-        let mut headers = HeaderMap::with_capacity(kept.len() + 1);
-        for &(name_start, name_end, value_start, value_end) in &kept {
-            let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
-            let name = HeaderName::from_bytes(head.get(name).unwrap_or_default())
-                .map_err(|_| "the upstream's answer has an invalid header name".to_owned())?;
-            // Within the head by httparse's making; checked all the same (`slice` would panic).
-            let value = (value.end <= head.len())
-                .then(|| head.slice(value))
-                .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
-                .ok_or_else(|| format!("the upstream's answer has an invalid value for {name}"))?;
-            headers.append(name, value);
-        }
+        let headers = header_map(&head, &kept, 1).map_err(|e| format!("the upstream's answer has {e}"))?;
         return Ok(Some(Head { status, headers, framing, reusable }));
     }
+}
+
+/// Where a header's name and value lie in the head it was parsed from: (name start, name end,
+/// value start, value end), as offsets.
+pub type Span = (u32, u32, u32, u32);
+
+/// The span of `header`, parsed from `head`.
+pub fn span(head: &[u8], header: &httparse::Header<'_>) -> Span {
+    let at = |part: &[u8]| (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize) as u32;
+    let (name, value) = (at(header.name.as_bytes()), at(header.value));
+    (name, name + header.name.len() as u32, value, value + header.value.len() as u32)
+}
+
+/// A header `header_map` could not take.
+#[derive(Debug, thiserror::Error)]
+pub enum BadHeader {
+    #[error("an invalid header name")]
+    Name,
+    #[error("an invalid value for {0}")]
+    Value(HeaderName),
+}
+
+/// The headers at `spans` of `head`, in order, as a map whose values share `head`'s bytes (no
+/// copy). `room`: how many more it takes without regrowing. Requests (the server) and answers
+/// (`parse_head`) alike.
+pub fn header_map(head: &Bytes, spans: &[Span], room: usize) -> Result<HeaderMap, BadHeader> {
+    let mut headers = HeaderMap::with_capacity(spans.len() + room);
+    for &(name_start, name_end, value_start, value_end) in spans {
+        let (name, value) = (name_start as usize..name_end as usize, value_start as usize..value_end as usize);
+        let name = HeaderName::from_bytes(head.get(name).unwrap_or_default()).map_err(|_| BadHeader::Name)?;
+        // Within the head by httparse's making; checked all the same (`slice` would panic).
+        let Some(value) = (value.end <= head.len()).then(|| head.slice(value)) else {
+            return Err(BadHeader::Value(name));
+        };
+        match HeaderValue::from_maybe_shared(value) {
+            Ok(value) => headers.append(name, value),
+            Err(_) => return Err(BadHeader::Value(name)),
+        };
+    }
+    Ok(headers)
 }
 
 /// Whether a header of this name describes one connection, not the message (RFC 9110 section
@@ -254,7 +288,7 @@ fn connection_tokens<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> 
 }
 
 /// The values of the headers named `name`.
-fn values<'h>(headers: &'h [httparse::Header<'h>], name: &'static str) -> impl Iterator<Item = &'h [u8]> {
+pub fn values<'h>(headers: &'h [httparse::Header<'h>], name: &'static str) -> impl Iterator<Item = &'h [u8]> {
     headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
@@ -275,28 +309,37 @@ fn framing(headers: &[httparse::Header<'_>], status: StatusCode, method: &Method
             (Framing::Close, true)
         });
     }
-    let mut length = None;
-    for value in values(headers, "content-length") {
-        for part in value.split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            let n = std::str::from_utf8(part)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| "the upstream's answer has an invalid Content-Length".to_owned())?;
-            if length.is_some_and(|l| l != n) {
-                return Err("the upstream's answer has conflicting Content-Length values".to_owned());
-            }
-            length = Some(n);
-        }
-    }
+    let length =
+        content_length(values(headers, "content-length")).map_err(|e| format!("the upstream's answer has {e}"))?;
     Ok(match length {
         Some(n) => (Framing::Length(n), false),
         None => (Framing::Close, true),
     })
 }
 
-/// How an answer's body ends, and how far reading it has come.
+/// The length the `Content-Length` headers with these values state, `None` without one; an
+/// error when a value is not a number or they differ.
+pub fn content_length<'h>(values: impl Iterator<Item = &'h [u8]>) -> Result<Option<u64>, &'static str> {
+    let mut length = None;
+    for value in values {
+        for part in value.split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            let n = std::str::from_utf8(part)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or("an invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length values");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// How a message's body ends, and how far reading it has come (answers here, requests in the
+/// server).
 #[derive(Debug)]
 pub enum Framing {
     /// This many bytes still to come.
@@ -355,7 +398,7 @@ impl Framing {
                         *self = Framing::Length(0);
                         Ok(None)
                     }
-                    _ => Err("the upstream closed the connection before the end of the answer".into()),
+                    _ => Err("the connection closed before the end of the body".into()),
                 });
             }
         }
@@ -400,7 +443,7 @@ impl Framing {
                             return Ok(Step::More);
                         }
                         if &buf[..2] != b"\r\n" {
-                            return Err("a chunk of the upstream's answer does not end with CRLF".into());
+                            return Err("a chunk of the body does not end with CRLF".into());
                         }
                         buf.advance(2);
                         *state = Chunked::Size;
@@ -447,8 +490,8 @@ fn take_line(buf: &mut BytesMut, limit: usize, what: &str) -> Result<Option<Byte
             line.truncate(at - 1);
             Ok(Some(line))
         }
-        Some(_) => Err(format!("a line of the upstream's {what} does not end with CRLF").into()),
-        None if buf.len() > limit => Err(format!("the upstream's {what} is longer than {limit} bytes").into()),
+        Some(_) => Err(format!("a line of the body's {what} does not end with CRLF").into()),
+        None if buf.len() > limit => Err(format!("the body's {what} is longer than {limit} bytes").into()),
         None => Ok(None),
     }
 }
@@ -458,7 +501,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, BoxError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     let rest = line[digits..].trim_ascii_start();
     if digits == 0 || digits > 15 || !(rest.is_empty() || rest[0] == b';') {
-        return Err("the upstream's answer has an invalid chunk size".into());
+        return Err("the body has an invalid chunk size".into());
     }
     let text = std::str::from_utf8(&line[..digits]).map_err(|_| "invalid chunk size")?;
     Ok(u64::from_str_radix(text, 16)?)

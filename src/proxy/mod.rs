@@ -158,7 +158,7 @@ impl App {
     /// Answers one request, on the config current when it arrives. Every failure becomes a
     /// response here; nothing is dropped silently.
     ///
-    /// The future is moved into place whole for each request (hyper keeps one per connection), so
+    /// The future is moved into place whole for each request (the server keeps one per connection), so
     /// what it holds across its waits is kept small: the request is taken apart once and lent to
     /// the phases, and no layer holds a second copy of what it hands on.
     pub fn handle<B>(

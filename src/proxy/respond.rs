@@ -24,6 +24,7 @@ pub fn classify(err: &ProxyError) -> Classified {
     use FaultSide::{Caller, Server};
     let (status, side, code) = match err {
         ProxyError::NoRoute(_) => (StatusCode::NOT_FOUND, Caller, "no_route"),
+        ProxyError::Malformed { status, code, .. } => (*status, Caller, *code),
         ProxyError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Caller, "body_too_large"),
         ProxyError::BodyRead(_) => (StatusCode::BAD_REQUEST, Caller, "body_unreadable"),
         ProxyError::Envelope(e @ EnvelopeError::MustUnderstand(_)) => {

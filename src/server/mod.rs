@@ -1,22 +1,20 @@
 //! Accepting connections: an HTTP/1.1 server over a bound listener (or over the connections
 //! `dispatch` shares out among the proxy's workers), in plain TCP or TLS, that hands each request
 //! to a handler and, when `shutdown` resolves, stops accepting and lets open requests finish. The
-//! proxy and the loopback peers (demo, tests) all serve through here.
+//! proxy and the loopback peers (demo, tests) all serve through here. HTTP/1.1 on each connection
+//! is `conn`.
 
-use std::convert::Infallible;
+mod conn;
+
+pub use conn::RequestBody;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_rustls::TlsAcceptor;
@@ -163,19 +161,9 @@ impl Watch {
         Poll::Pending
     }
 
-    /// Serves `conn` to its end; once shutdown begins, it finishes the request in flight (if
-    /// any) and closes.
-    async fn serve<C: GracefulConnection>(mut self, conn: C) -> C::Output {
-        let mut conn = std::pin::pin!(conn);
-        let mut told = false;
-        std::future::poll_fn(move |cx| {
-            if !told && self.poll_begun(cx).is_ready() {
-                told = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            conn.as_mut().poll(cx)
-        })
-        .await
+    /// Whether shutdown has begun.
+    fn begun(&self) -> bool {
+        self.closing.begun.load(Ordering::Acquire)
     }
 }
 
@@ -213,7 +201,7 @@ pub async fn serve<H, Fut>(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let on_connection = |open: Option<Arc<AtomicUsize>>| {
@@ -325,14 +313,15 @@ async fn connection<H, Fut>(
     watch: Watch,
     _open: Option<OpenConnection>,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let _ = stream.set_nodelay(true);
-    let result = match tls {
+    let mut watch = watch;
+    match tls {
         None => {
-            let service = service(handler, Peer { addr: Some(peer), cert: None, user: None });
-            watch.serve(http1_server().serve_connection(TokioIo::new(stream), service)).await
+            let peer = Peer { addr: Some(peer), cert: None, user: None };
+            conn::serve(Box::new(stream), peer, handler, &mut watch).await;
         }
         Some(acceptor) => {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -352,12 +341,8 @@ async fn connection<H, Fut>(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| std::sync::Arc::new(c.clone().into_owned()));
-            let service = service(handler, Peer { addr: Some(peer), cert, user: None });
-            watch.serve(http1_server().serve_connection(TokioIo::new(stream), service)).await
+            conn::serve(Box::new(stream), Peer { addr: Some(peer), cert, user: None }, handler, &mut watch).await;
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "Connection ended with an error.");
     }
 }
 
@@ -370,57 +355,20 @@ pub async fn serve_unix<H, Fut>(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr), watch: Watch| {
         let user = stream.peer_cred().ok().map(|c| PeerUser { uid: c.uid(), gid: c.gid() });
         let handler = handler.clone();
+        let mut watch = watch;
         tokio::spawn(async move {
-            let service = service(handler, Peer { addr: None, cert: None, user });
-            let conn = http1_server().serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watch.serve(conn).await {
-                tracing::debug!(error = %e, "Connection ended with an error.");
-            }
+            conn::serve(Box::new(stream), Peer { addr: None, cert: None, user }, handler, &mut watch).await;
         });
     };
     let closing = accept_loop(|| listener.accept(), on_connection, shutdown).await;
     drop(listener);
     self::drain(closing, drain).await;
-}
-
-/// The per-connection service: hands each request on with what is known of the peer.
-fn service<H, Fut>(
-    handler: H,
-    peer: Peer,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<ProxyBody>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
-> + Clone
-where
-    H: Fn(Request<Incoming>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    service_fn(move |req: Request<Incoming>| {
-        // Not an `async` block around the handler's future: that would hold the future twice
-        // (once captured, once awaited), and hyper moves the whole of it into place per request.
-        handler(req, peer.clone()).map(Ok::<_, Infallible>)
-    })
-}
-
-/// How every connection is served. Half-closed connections are kept: a caller that shuts its
-/// sending side once the request is out still gets the answer. That also means nothing is read
-/// from the caller while its request is in flight: otherwise hyper reads ahead to notice an early
-/// end, and since the request's head still holds its read buffer, each such read took a fresh
-/// 8 KiB buffer (and glibc consolidated its free lists for it: ~1.2 k instructions per request).
-/// A caller that goes away mid-request is noticed when its answer is written, as nginx's
-/// `proxy_ignore_client_abort on` would; the upstream call runs to its end, within its timeout.
-fn http1_server() -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder.half_close(true);
-    builder
 }
 
 /// A TLS acceptor for a PEM certificate chain and private key.
@@ -556,7 +504,7 @@ mod tests {
         let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<()>();
         let handler = {
             let release = Arc::clone(&release);
-            move |req: Request<Incoming>, _: Peer| {
+            move |req: Request<RequestBody>, _: Peer| {
                 let (release, arrived_tx) = (Arc::clone(&release), arrived_tx.clone());
                 async move {
                     if req.uri().path() == "/slow" {

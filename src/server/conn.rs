@@ -1,0 +1,830 @@
+//! HTTP/1.1 (RFC 9112) on one accepted connection: each request's head read and parsed
+//! (`httparse`), handed to the handler with a body that reads on from the connection only when
+//! the handler asks for it, and the answer written back; then the next request (one sent behind
+//! it, pipelined, waits in the buffer meanwhile). A request that is not well-formed HTTP/1.1 is
+//! answered with a problem (`application/problem+json`) naming what was wrong, and the connection
+//! closed. Nothing is read from the caller while its request is in flight: a caller that shuts
+//! its sending side once the request is out still gets the answer, and one that goes away is
+//! noticed when its answer is written (as nginx's `proxy_ignore_client_abort on`; the upstream
+//! call runs to its end, within its timeout). Accepting, TLS and the shutdown's bookkeeping are `super`'s; the body framing, the
+//! header map over the bytes read and the vectored writes are shared with the upstream client
+//! (`proxy::h1`).
+//!
+//! Why not hyper's server connection: between the socket and the handler it ran a dispatcher
+//! with its own buffers and state, and encoded each answer through them. Of a cached REST call
+//! (callgrind, BENCHMARKS.md) the server side took ~8,800 instructions with hyper, ~7,400 here
+//! (21,170 → 20,320 in all), and it answers a request it cannot parse with a problem, where
+//! hyper sent an empty 400.
+
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, SizeHint};
+use smallvec::SmallVec;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::{Peer, Watch};
+use crate::proxy::error::ProxyError;
+use crate::proxy::h1::{self, Chunked, Framing, Span};
+use crate::proxy::{BoxError, ProxyBody, RequestId};
+
+/// Longest request head read (request line and headers): longer is refused with 431.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a request head: more is refused with 431.
+const MAX_HEADERS: usize = 128;
+/// The interim answer to `Expect: 100-continue`, sent when the handler first reads the body.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A connection's byte stream, whatever carries it (TCP, TLS, a Unix socket).
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// The connection, and what has been read from it past the messages taken off.
+struct Wire {
+    io: Box<dyn Stream>,
+    buf: BytesMut,
+}
+
+/// Serves the requests of one connection to its end: the caller closes it, a request cannot be
+/// read, or shutdown begins (between requests; one in flight is answered first).
+pub(super) async fn serve<H, Fut>(io: Box<dyn Stream>, peer: Peer, handler: H, watch: &mut Watch)
+where
+    H: Fn(Request<RequestBody>, Peer) -> Fut,
+    Fut: Future<Output = Response<ProxyBody>>,
+{
+    let mut wire = Wire { io, buf: BytesMut::new() };
+    // Each answer's head is written here: one buffer for the connection's life.
+    let mut out = Vec::new();
+    loop {
+        let Parsed { request, body, keep_alive, expect_continue } = match next_request(&mut wire, watch).await {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                let _ = wire.io.shutdown().await;
+                return;
+            }
+            Err(Refusal { status, code, detail }) => {
+                tracing::info!(peer = ?peer.addr, status = status.as_u16(), %detail, "Malformed request refused.");
+                let id = RequestId::for_request(&http::HeaderMap::new());
+                let refused = ProxyError::Malformed { status, code, detail };
+                let response = crate::proxy::respond::error_response(&refused, None, id.as_str());
+                let asked = Asked { head: false, old: false };
+                if write_response(&mut wire, &mut out, response, asked, true).await.is_ok() {
+                    let _ = wire.io.shutdown().await;
+                }
+                return;
+            }
+        };
+        let asked = Asked { head: request.method() == Method::HEAD, old: request.version() == Version::HTTP_10 };
+        let (body, lent) = match body {
+            Start::None => (RequestBody(Kind::Empty), None),
+            Start::Length(n) if wire.buf.len() as u64 >= n => {
+                (RequestBody(Kind::Read(Some(wire.buf.split_to(n as usize).freeze()))), None)
+            }
+            start => {
+                let framing = match start {
+                    Start::Length(n) => Framing::Length(n),
+                    _ => Framing::Chunked(Chunked::Size),
+                };
+                let back = Arc::new(Back::default());
+                let (io, buf) = (std::mem::replace(&mut wire.io, Box::new(Closed)), std::mem::take(&mut wire.buf));
+                let lent = Lent {
+                    wire: Some(Wire { io, buf }),
+                    framing,
+                    continue_at: expect_continue.then_some(0),
+                    back: Arc::clone(&back),
+                };
+                (RequestBody(Kind::Wire(Box::new(lent))), Some(back))
+            }
+        };
+        let response = handler(request.map(|()| body), peer.clone()).await;
+        // The body hands the connection back once read to its end or dropped (the handler is
+        // done with it when its answer is ready).
+        let whole = match lent {
+            None => true,
+            Some(back) => {
+                let (returned, whole) = back.returned().await;
+                wire = returned;
+                whole
+            }
+        };
+        let close = !keep_alive || !whole || watch.begun();
+        match write_response(&mut wire, &mut out, response, asked, close).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = wire.io.shutdown().await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Connection ended while answering.");
+                return;
+            }
+        }
+    }
+}
+
+/// Why a request cannot be served: answered with this status, then the connection closes.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+}
+
+/// Reads until a request's head is complete. `None`: the caller closed the connection (or reset
+/// it) between requests or inside a head, or shutdown began with nothing of a request read:
+/// there is no one to answer.
+async fn next_request(wire: &mut Wire, watch: &mut Watch) -> Result<Option<Parsed>, Refusal> {
+    std::future::poll_fn(|cx| {
+        loop {
+            if !wire.buf.is_empty() {
+                match parse(&mut wire.buf) {
+                    Ok(None) if wire.buf.len() >= MAX_HEAD => {
+                        let detail = format!("the request's head is longer than {MAX_HEAD} bytes");
+                        return Poll::Ready(Err(Refusal { status: TOO_LARGE, code: "head_too_large", detail }));
+                    }
+                    Ok(None) => {}
+                    done => return Poll::Ready(done),
+                }
+            } else if watch.poll_begun(cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+            match ready!(h1::poll_fill(&mut wire.io, &mut wire.buf, cx)) {
+                Ok(n) if n > 0 => {}
+                _ => return Poll::Ready(Ok(None)),
+            }
+        }
+    })
+    .await
+}
+
+const TOO_LARGE: StatusCode = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+
+/// A request's head as parsed, and what the connection must know of it.
+struct Parsed {
+    request: Request<()>,
+    body: Start,
+    /// The connection may carry another request after this one.
+    keep_alive: bool,
+    /// The caller waits for `100 Continue` before it sends the body.
+    expect_continue: bool,
+}
+
+/// How a request's body is framed.
+enum Start {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Header values of one name, as read.
+type Values<'b> = SmallVec<[&'b [u8]; 2]>;
+
+/// Parses a complete request head at the start of `buf` and takes it off; `None` while
+/// incomplete. The header values share the bytes read (no copy); what follows the head (its
+/// body, a pipelined request) stays in `buf`.
+fn parse(buf: &mut BytesMut) -> Result<Option<Parsed>, Refusal> {
+    let bad = |detail: String| Refusal { status: StatusCode::BAD_REQUEST, code: "malformed_request", detail };
+    let mut spans: SmallVec<[Span; 16]> = SmallVec::new();
+    let (len, method, target, version, body, keep_alive, expect_continue) = {
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut request, buf, &mut slots) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(httparse::Error::TooManyHeaders) => {
+                    let detail = format!("the request has more than {MAX_HEADERS} headers");
+                    return Err(Refusal { status: TOO_LARGE, code: "head_too_large", detail });
+                }
+                Err(e) => return Err(bad(format!("the request is not HTTP/1.1: {e}"))),
+            };
+        let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
+            .map_err(|_| bad("the request's method is invalid".to_owned()))?;
+        let path = request.path.unwrap_or_default().as_bytes();
+        let start = (path.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        let target = start..start + path.len();
+        let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+        // What the connection needs of the headers, in one pass over them.
+        let (mut lengths, mut codings, mut connection) = (Values::new(), Values::new(), Values::new());
+        let mut expect_continue = false;
+        let is = |name: &str, what: &str| name.eq_ignore_ascii_case(what);
+        for h in request.headers.iter() {
+            match h.name.len() {
+                6 if is(h.name, "expect") => {
+                    expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+                }
+                10 if is(h.name, "connection") => connection.push(h.value),
+                14 if is(h.name, "content-length") => lengths.push(h.value),
+                17 if is(h.name, "transfer-encoding") => codings.push(h.value),
+                _ => {}
+            }
+            spans.push(h1::span(buf, h));
+        }
+        let body = if codings.is_empty() {
+            match h1::content_length(lengths.iter().copied()).map_err(|e| bad(format!("the request has {e}")))? {
+                None | Some(0) => Start::None,
+                Some(n) => Start::Length(n),
+            }
+        } else {
+            // Both, or a coding besides a single `chunked`: refused rather than guessed at, as
+            // two readings of one request's end are how requests are smuggled past a proxy.
+            if version == Version::HTTP_10 {
+                return Err(bad("an HTTP/1.0 request has Transfer-Encoding".to_owned()));
+            }
+            if !lengths.is_empty() {
+                return Err(bad("the request has both Transfer-Encoding and Content-Length".to_owned()));
+            }
+            let tokens: SmallVec<[&[u8]; 2]> = codings
+                .iter()
+                .flat_map(|v| v.split(|b| *b == b','))
+                .map(<[u8]>::trim_ascii)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if let Some(other) = tokens.iter().find(|t| !t.eq_ignore_ascii_case(b"chunked")) {
+                let detail = format!("the transfer coding '{}' is not supported", String::from_utf8_lossy(other));
+                return Err(Refusal { status: StatusCode::NOT_IMPLEMENTED, code: "unsupported_coding", detail });
+            }
+            if tokens.len() != 1 {
+                return Err(bad("the request's Transfer-Encoding is not a single 'chunked'".to_owned()));
+            }
+            Start::Chunked
+        };
+        let says = |token: &[u8]| {
+            connection.iter().flat_map(|v| v.split(|b| *b == b',')).any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        };
+        let keep_alive = match version {
+            Version::HTTP_10 => says(b"keep-alive") && !says(b"close"),
+            _ => !says(b"close"),
+        };
+        (len, method, target, version, body, keep_alive, expect_continue && version == Version::HTTP_11)
+    };
+    let head = buf.split_to(len).freeze();
+    // Room for one more without regrowing (the proxy's `X-Request-Id` on the way on).
+    let headers = h1::header_map(&head, &spans, 1).map_err(|e| bad(format!("the request has {e}")))?;
+    // Within the head by httparse's making; checked all the same (`slice` would panic).
+    let target = if target.end <= head.len() { head.slice(target) } else { Bytes::new() };
+    let uri = Uri::from_maybe_shared(target).map_err(|_| bad("the request target is not a valid URI".to_owned()))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Some(Parsed { request, body, keep_alive, expect_continue }))
+}
+
+/// What the request asked that shapes its answer on the wire.
+#[derive(Clone, Copy)]
+struct Asked {
+    /// `HEAD`: the answer's head only.
+    head: bool,
+    /// HTTP/1.0: no chunked answers; kept alive only when it asked.
+    old: bool,
+}
+
+/// How an answer's body is delimited on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// No body (HEAD, 1xx, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 caller, a body of unknown length).
+    Close,
+}
+
+/// Writes `response`: its head, then its body as it comes (the head goes with the body's first
+/// piece when that is ready at once: one system call for a whole small answer). `Ok(true)`: the
+/// connection may carry the next request. Hop-by-hop headers are the connection's to set, and
+/// the body's length is the body's to say: those the handler set are not written.
+async fn write_response(
+    wire: &mut Wire,
+    out: &mut Vec<u8>,
+    response: Response<ProxyBody>,
+    asked: Asked,
+    mut close: bool,
+) -> Result<bool, BoxError> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let bodiless = asked.head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = match body.size_hint().exact() {
+        _ if bodiless => Out::None,
+        Some(n) => Out::Length(n),
+        None if asked.old => Out::Close,
+        None => Out::Chunked,
+    };
+    close |= framing == Out::Close;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let (mut dated, mut lengthed) = (false, false);
+    // A HEAD or 304 answer's `Content-Length` is the one a GET would have had: kept.
+    let length_kept = framing == Out::None && status != StatusCode::NO_CONTENT && !status.is_informational();
+    for (name, value) in &parts.headers {
+        if h1::is_hop_by_hop(name.as_str()) || *name == header::CONTENT_LENGTH && !length_kept {
+            continue;
+        }
+        dated |= *name == header::DATE;
+        lengthed |= *name == header::CONTENT_LENGTH;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        date(|now| out.extend_from_slice(now));
+        out.extend_from_slice(b"\r\n");
+    }
+    let stated = match framing {
+        Out::Length(n) => Some(n),
+        // HEAD: the length the body would have had, unless the handler said it.
+        Out::None if asked.head && length_kept && !lengthed => body.size_hint().exact(),
+        _ => None,
+    };
+    if let Some(n) = stated {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Out::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if asked.old {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut head: &[u8] = out;
+    if framing == Out::None {
+        h1::write_parts(&mut wire.io, [head]).await?;
+        return Ok(!close);
+    }
+    let mut left = match framing {
+        Out::Length(n) => n,
+        _ => u64::MAX,
+    };
+    // The body's first piece if it is ready now, else the head goes alone, at once.
+    let mut first = Some(std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await);
+    loop {
+        let frame = match first.take() {
+            Some(Poll::Ready(frame)) => frame,
+            Some(Poll::Pending) => {
+                h1::write_parts(&mut wire.io, [head]).await?;
+                head = b"";
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+            None => std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await,
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers are not forwarded.
+                Err(_) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if data.len() as u64 > left {
+            return Err("the answer's body is longer than its stated length".into());
+        }
+        left -= data.len() as u64;
+        if framing == Out::Chunked {
+            let mut size = [0u8; 18];
+            let line = chunk_line(data.len(), &mut size);
+            h1::write_parts(&mut wire.io, [head, line, &data, b"\r\n"]).await?;
+        } else {
+            h1::write_parts(&mut wire.io, [head, &data]).await?;
+        }
+        head = b"";
+    }
+    match framing {
+        Out::Length(_) if left != 0 => {
+            // Its length was stated: the caller must see it cut short (the connection closes).
+            if !head.is_empty() {
+                h1::write_parts(&mut wire.io, [head]).await?;
+            }
+            Err("the answer's body ended before its stated length".into())
+        }
+        Out::Chunked => {
+            h1::write_parts(&mut wire.io, [head, b"0\r\n\r\n"]).await?;
+            Ok(!close)
+        }
+        _ => {
+            if !head.is_empty() {
+                h1::write_parts(&mut wire.io, [head]).await?;
+            }
+            Ok(!close)
+        }
+    }
+}
+
+/// A chunk's size line (hex digits, CRLF), written into `buf`.
+fn chunk_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, digit) in buf[..digits].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
+}
+
+/// Calls `f` with the current time as an HTTP date (RFC 9110 section 5.6.7), formatted once a
+/// second per thread.
+fn date(f: impl FnOnce(&[u8])) {
+    thread_local! {
+        static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    NOW.with_borrow_mut(|(at, text)| {
+        if *at != second {
+            *at = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        f(text.as_bytes());
+    });
+}
+
+/// A request's body, as the handler reads it.
+pub struct RequestBody(Kind);
+
+enum Kind {
+    Empty,
+    /// The whole body came with the head.
+    Read(Option<Bytes>),
+    /// Read on from the connection, which goes back to it at the body's end or drop.
+    Wire(Box<Lent>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Read(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Wire(lent) => lent.poll_data(cx).map(|read| read.transpose().map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Read(data) => data.is_none(),
+            Kind::Wire(lent) => lent.wire.is_none() || lent.framing.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty | Kind::Read(None) => SizeHint::with_exact(0),
+            Kind::Read(Some(data)) => SizeHint::with_exact(data.len() as u64),
+            Kind::Wire(lent) => lent.framing.exact().map_or_else(SizeHint::default, SizeHint::with_exact),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestBody")
+    }
+}
+
+/// The connection, lent to a request's body while the handler reads it.
+struct Lent {
+    wire: Option<Wire>,
+    framing: Framing,
+    /// How much of `100 Continue` is written, while it is owed.
+    continue_at: Option<usize>,
+    back: Arc<Back>,
+}
+
+impl Lent {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BoxError>> {
+        let Some(wire) = self.wire.as_mut() else { return Poll::Ready(Ok(None)) };
+        let read = ready!(poll_body(wire, &mut self.framing, &mut self.continue_at, cx));
+        match &read {
+            Ok(Some(_)) if !self.framing.is_done() => {}
+            Ok(_) => self.give_back(true),
+            Err(_) => self.give_back(false),
+        }
+        Poll::Ready(read)
+    }
+
+    fn give_back(&mut self, whole: bool) {
+        if let Some(wire) = self.wire.take() {
+            self.back.give(wire, whole);
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let whole = self.framing.is_done();
+        self.give_back(whole);
+    }
+}
+
+fn poll_body(
+    wire: &mut Wire,
+    framing: &mut Framing,
+    continue_at: &mut Option<usize>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<Bytes>, BoxError>> {
+    while let Some(at) = *continue_at {
+        if at == CONTINUE.len() {
+            ready!(Pin::new(&mut wire.io).poll_flush(cx))?;
+            *continue_at = None;
+            break;
+        }
+        let n = ready!(Pin::new(&mut wire.io).poll_write(cx, &CONTINUE[at..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+        }
+        *continue_at = Some(at + n);
+    }
+    framing.poll_data(&mut wire.io, &mut wire.buf, cx)
+}
+
+/// Where a lent connection comes back to, and whether its body was read whole.
+#[derive(Default)]
+struct Back(Mutex<Returned>);
+
+#[derive(Default)]
+struct Returned {
+    wire: Option<(Wire, bool)>,
+    waker: Option<Waker>,
+}
+
+impl Back {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Returned> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn give(&self, wire: Wire, whole: bool) {
+        let waker = {
+            let mut slot = self.slot();
+            slot.wire = Some((wire, whole));
+            slot.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    async fn returned(&self) -> (Wire, bool) {
+        std::future::poll_fn(|cx| {
+            let mut slot = self.slot();
+            match slot.wire.take() {
+                Some(returned) => Poll::Ready(returned),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// What stands in for a connection lent to a body.
+struct Closed;
+
+impl AsyncRead for Closed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Closed {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server whose handler answers `/echo` with what it received, `/ignore` without reading
+    /// the body, `/stream` with a body of unknown length in two pieces.
+    async fn server() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let at = listener.local_addr().expect("address");
+        let handler = |req: Request<RequestBody>, _: Peer| async move {
+            let (parts, body) = req.into_parts();
+            let text = match parts.uri.path() {
+                "/ignore" => "ignored".to_owned(),
+                "/stream" => {
+                    let pieces =
+                        [Ok::<_, BoxError>(Frame::data(Bytes::from("hello"))), Ok(Frame::data(Bytes::from(" world")))];
+                    let body = http_body_util::StreamBody::new(futures_util::stream::iter(pieces));
+                    return Response::new(BodyExt::boxed(body));
+                }
+                _ => match body.collect().await {
+                    Ok(body) => {
+                        let body = body.to_bytes();
+                        format!("{} {} {} {}", parts.method, parts.uri, body.len(), String::from_utf8_lossy(&body))
+                    }
+                    Err(e) => format!("unreadable: {e}"),
+                },
+            };
+            Response::new(crate::proxy::full(Bytes::from(text)))
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(super::super::serve(
+            listener,
+            None,
+            handler,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        (at, stop)
+    }
+
+    /// Sends `wire` on a new connection and reads until the server closes it.
+    async fn exchange(at: std::net::SocketAddr, wire: &[u8]) -> String {
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        conn.write_all(wire).await.expect("sent");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Reads from `conn` until `answer` holds `until`.
+    async fn read_until(conn: &mut tokio::net::TcpStream, answer: &mut Vec<u8>, until: &str) {
+        while !String::from_utf8_lossy(answer).contains(until) {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed before {until:?}: {}", String::from_utf8_lossy(answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Requests sent together are answered in order on the one connection, and a body in
+    /// `Content-Length` or chunked (in pieces, with extensions and trailers) reaches the handler
+    /// whole; the connection carries on after each, and closes after the one that asks.
+    #[tokio::test]
+    async fn pipelined_requests_and_both_body_framings_are_served_in_order() {
+        let (at, _stop) = server().await;
+        let wire = concat!(
+            "GET /echo?a=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "3;ext=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n",
+            "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let answers = exchange(at, wire.as_bytes()).await;
+        let bodies: Vec<&str> =
+            answers.split("HTTP/1.1 200 OK\r\n").skip(1).map(|a| a.split("\r\n\r\n").nth(1).unwrap_or("")).collect();
+        assert_eq!(
+            bodies,
+            ["GET /echo?a=1 0 ", "POST /echo 5 hello", "POST /echo 7 abcdefg", "GET /echo 0 "],
+            "{answers}"
+        );
+        assert_eq!(answers.matches("content-length: ").count(), 4, "{answers}");
+        assert!(answers.matches("date: ").count() == 4 && answers.ends_with("GET /echo 0 "), "{answers}");
+        assert_eq!(answers.matches("connection: close").count(), 1, "only the last closes: {answers}");
+
+        // A body split across writes, the connection kept open between them.
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        conn.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+            .await
+            .expect("sent");
+        let mut answer = Vec::new();
+        conn.write_all(b"lo\r\n0\r\n\r\n").await.expect("sent");
+        read_until(&mut conn, &mut answer, "POST /echo 5 hello").await;
+    }
+
+    /// `Expect: 100-continue`: the interim answer comes when the handler reads the body, and
+    /// the caller sends it only then. A handler that answers without reading it sends none,
+    /// and the connection closes after its answer (the body's end was never found).
+    #[tokio::test]
+    async fn expect_continue_is_answered_when_the_body_is_read() {
+        let (at, _stop) = server().await;
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        conn.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+            .await
+            .expect("sent");
+        let mut answer = Vec::new();
+        read_until(&mut conn, &mut answer, "HTTP/1.1 100 Continue\r\n\r\n").await;
+        conn.write_all(b"data").await.expect("sent");
+        read_until(&mut conn, &mut answer, "PUT /echo 4 data").await;
+
+        let ignored =
+            exchange(at, b"POST /ignore HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+                .await;
+        assert!(!ignored.contains("100 Continue"), "{ignored}");
+        assert!(ignored.starts_with("HTTP/1.1 200 OK\r\n") && ignored.contains("connection: close\r\n"), "{ignored}");
+        assert!(ignored.ends_with("\r\n\r\nignored"), "{ignored}");
+    }
+
+    /// An answer of unknown length goes chunked to an HTTP/1.1 caller, and until the close to
+    /// an HTTP/1.0 one (which is kept alive only when it asks); HEAD gets the head alone.
+    #[tokio::test]
+    async fn answers_are_framed_for_the_caller() {
+        let (at, _stop) = server().await;
+        let chunked = exchange(at, b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(chunked.contains("transfer-encoding: chunked\r\n"), "{chunked}");
+        assert!(chunked.ends_with("\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "{chunked}");
+
+        let old = exchange(at, b"GET /stream HTTP/1.0\r\n\r\n").await;
+        assert!(old.starts_with("HTTP/1.1 200 OK\r\n") && old.contains("connection: close\r\n"), "{old}");
+        assert!(!old.contains("transfer-encoding") && old.ends_with("\r\n\r\nhello world"), "{old}");
+        let kept =
+            exchange(at, b"GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /echo HTTP/1.0\r\n\r\n").await;
+        assert_eq!(kept.matches("GET /echo 0 ").count(), 2, "{kept}");
+        assert!(kept.contains("connection: keep-alive\r\n"), "{kept}");
+
+        let head = exchange(at, b"HEAD /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(
+            head.contains("content-length: 13\r\n") && head.ends_with("\r\n\r\n"),
+            "the length GET would have: {head}"
+        );
+    }
+
+    /// What is not well-formed HTTP/1.1 is answered with a problem naming what was wrong, and
+    /// the connection closed: the handler never sees it.
+    #[tokio::test]
+    async fn malformed_requests_are_refused_with_a_problem() {
+        let (at, _stop) = server().await;
+        let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(70_000));
+        let cases: [(&[u8], &str, &str); 7] = [
+            (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", "400 Bad Request", "the request is not HTTP/1.1"),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "400 Bad Request",
+                "both Transfer-Encoding and Content-Length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "501 Not Implemented",
+                "the transfer coding 'gzip' is not supported",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello",
+                "400 Bad Request",
+                "conflicting Content-Length values",
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", "400 Bad Request", "an invalid Content-Length"),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "400 Bad Request",
+                "an HTTP/1.0 request has Transfer-Encoding",
+            ),
+            (long.as_bytes(), "431 Request Header Fields Too Large", "the request's head is longer than 65536 bytes"),
+        ];
+        for (wire, status, detail) in cases {
+            let answer = exchange(at, wire).await;
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{answer}");
+            assert!(answer.contains("content-type: application/problem+json\r\n"), "{answer}");
+            assert!(answer.contains("connection: close\r\n") && answer.contains(detail), "{detail}: {answer}");
+            assert!(!answer.contains("GET /") && !answer.contains("POST /"), "the handler saw it: {answer}");
+        }
+        // A chunked body that breaks its framing fails the handler's read, not the server.
+        let broken = exchange(at, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
+        assert!(broken.contains("unreadable: the body has an invalid chunk size"), "{broken}");
+        assert!(broken.contains("connection: close\r\n"), "{broken}");
+    }
+}
