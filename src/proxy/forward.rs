@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::CertificateDer;
 use url::Url;
 
-use super::ProxyBody;
 use super::error::UpstreamError;
 use super::h1;
 use super::pool::{Outgoing, Pool, TimedOut};
 use crate::config::is_loopback;
+use crate::server::Answer;
 
 /// `extra_roots`: CA certificates trusted besides the system's (verified as the system verifies
 /// them: rustls-platform-verifier, as the token client does).
@@ -155,7 +155,7 @@ pub async fn send(
     request: &Forward<'_>,
     now: Instant,
     timeout: Duration,
-) -> Result<Response<ProxyBody>, UpstreamError> {
+) -> Result<Answer, UpstreamError> {
     // Lent, not moved in: an `async fn` keeps its arguments twice (see `App::handle`).
     let Forward { method, target, set, incoming, strip, body } = request;
     let shown = || format!("{}://{}{}", origin.scheme, origin.authority, target.path());
@@ -179,8 +179,10 @@ pub async fn send(
         }
         Ok(r) => r,
     };
-    // The upstream's headers come without those of its connection to us (`h1` leaves them out).
-    Ok(upstream.map(BodyExt::boxed))
+    // The upstream's headers come without those of its connection to us (`h1` leaves them out),
+    // passed on as they were read.
+    let (response, passed) = upstream;
+    Ok(Answer { response: response.map(BodyExt::boxed), passed })
 }
 
 #[cfg(test)]

@@ -18,11 +18,12 @@ use tracing::Instrument;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::clock::Clock;
 use crate::config::{Config, Protocol, Requester, Route, Upstream};
+use crate::server::Answer;
 use crate::sharded::Latency;
 use crate::soap::SoapVersion;
 use crate::soap::envelope::{self, Plan};
@@ -165,7 +166,7 @@ impl App {
         &self,
         request: Request<B>,
         peer: crate::server::Peer,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<B>
+    ) -> impl Future<Output = Answer> + Send + use<B>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -238,7 +239,7 @@ impl Generation {
         body: B,
         peer: crate::server::Peer,
         request_id: RequestId,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<B>
+    ) -> impl Future<Output = Answer> + Send + use<B>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -250,7 +251,7 @@ impl Generation {
                 let err = ProxyError::NoRoute(path.to_owned());
                 tracing::info!(%method, %path, status = 404, "No route for request.");
                 record(&EMPTY_LABEL, None, None, 404, started);
-                return respond::error_response(&err, None, request_id.as_str());
+                return respond::error_response(&err, None, request_id.as_str()).into();
             };
             let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
             if let Protocol::Soap { .. } = route.protocol {
@@ -258,10 +259,10 @@ impl Generation {
                 ctx.soap = Some(SoapVersion::from_content_type(ct));
             }
             let result = self.run(&mut ctx, &mut parts, body, &peer).await;
-            let response = match result {
-                Ok(mut response) => {
-                    response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
-                    response
+            let answer: Answer = match result {
+                Ok(mut answer) => {
+                    answer.response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
+                    answer
                 }
                 Err(err) => {
                     let c = respond::classify(&err);
@@ -276,9 +277,10 @@ impl Generation {
                             .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
                             .inc();
                     }
-                    respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
+                    respond::error_response(&err, ctx.soap, ctx.request_id.as_str()).into()
                 }
             };
+            let response = &answer.response;
             record_answer(route, ctx.operation.as_ref(), response.status().as_u16(), started);
             let (method, path) = (&parts.method, parts.uri.path());
             tracing::info!(
@@ -290,7 +292,7 @@ impl Generation {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "Request answered."
             );
-            response
+            answer
         }
     }
 
@@ -313,7 +315,7 @@ impl Generation {
         parts: &mut http::request::Parts,
         body: B,
         from: &crate::server::Peer,
-    ) -> Result<Response<ProxyBody>, ProxyError>
+    ) -> Result<Answer, ProxyError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -447,16 +449,16 @@ impl Generation {
                 strip: &strip,
                 body,
             };
-            let response = forward::send(&self.upstream, origin, &request, now, self.config.upstream_timeout)
+            let answer = forward::send(&self.upstream, origin, &request, now, self.config.upstream_timeout)
                 .await
                 .map_err(ProxyError::Upstream)?;
             if replayed {
                 // Never a second replay: the caller sees this answer as it came.
-                return Ok(response);
+                return Ok(answer);
             }
-            let (refused, response) = session::refused(response, ctx.soap.is_some()).await;
+            let (refused, answer) = session::refused(answer, ctx.soap.is_some()).await;
             if !refused {
-                return Ok(response);
+                return Ok(answer);
             }
             tracing::info!(
                 request_id = %ctx.request_id,

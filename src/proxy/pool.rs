@@ -151,7 +151,8 @@ impl Pool {
         &self.shards[thread as usize % self.shards.len()]
     }
 
-    /// Sends a request to `scheme://authority` and waits for the answer's head; the body streams
+    /// Sends a request to `scheme://authority` and waits for the answer's head (its status in the
+    /// response, its headers as read beside it); the body streams
     /// as the caller reads it. On a reused connection that fails before any answer (the upstream
     /// closed it just as it was taken), a request that may be repeated (RFC 9110 section 9.2.2)
     /// goes again on a new connection; any other is failed, not sent twice. An error says why no
@@ -168,7 +169,7 @@ impl Pool {
         request: Outgoing<'_>,
         now: Instant,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
+    ) -> Result<(Response<UpstreamBody>, h1::Passed), BoxError> {
         let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
         let deadline = tokio::time::Instant::from_std(now) + timeout;
         loop {
@@ -212,8 +213,7 @@ impl Pool {
                         sent: now,
                     });
                     *response.status_mut() = head.status;
-                    *response.headers_mut() = head.headers;
-                    return Ok(response);
+                    return Ok((response, head.headers));
                 }
                 Err(failure) if reused && failure.no_answer && request.method.is_idempotent() => {}
                 Err(failure) => return Err(failure.error),
@@ -395,7 +395,7 @@ mod tests {
     async fn get(pool: &Pool, authority: &Authority, timeout: Duration) -> Result<Bytes, BoxError> {
         let body = [Bytes::new(), Bytes::new(), Bytes::new()];
         let request = Outgoing { method: &Method::GET, head: b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", body: &body };
-        let response = pool.send(&Scheme::HTTP, authority, request, Instant::now(), timeout).await?;
+        let (response, _) = pool.send(&Scheme::HTTP, authority, request, Instant::now(), timeout).await?;
         Ok(response.into_body().collect().await?.to_bytes())
     }
 

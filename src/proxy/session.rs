@@ -8,25 +8,24 @@ use http::{Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
-use super::{BoxError, ProxyBody, full};
+use super::{BoxError, full};
+use crate::server::Answer;
 
 /// Refusals are short; a longer answer of the same status is passed on unread.
 const PEEK_LIMIT: usize = 64 * 1024;
 
 /// Whether `response` refuses the session, and the response itself, intact, to pass on otherwise.
-pub async fn refused(response: Response<ProxyBody>, soap: bool) -> (bool, Response<ProxyBody>) {
-    let status = response.status();
+pub async fn refused(answer: Answer, soap: bool) -> (bool, Answer) {
+    let status = answer.response.status();
     let candidate = if soap { status == StatusCode::INTERNAL_SERVER_ERROR } else { status == StatusCode::UNAUTHORIZED };
     if !candidate {
-        return (false, response);
+        return (false, answer);
     }
+    let invalid_token = |v: &[u8]| v.windows(13).any(|w| w == b"invalid_token");
     let bearer_invalid = !soap
-        && response
-            .headers()
-            .get_all(header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("invalid_token"));
+        && (answer.passed.get_all("www-authenticate").any(invalid_token)
+            || answer.response.headers().get_all(header::WWW_AUTHENTICATE).iter().any(|v| invalid_token(v.as_bytes())));
+    let Answer { response, passed } = answer;
     let (parts, mut body) = response.into_parts();
     let mut seen = BytesMut::new();
     loop {
@@ -41,7 +40,7 @@ pub async fn refused(response: Response<ProxyBody>, soap: bool) -> (bool, Respon
                     let head = stream::once(async move { Ok::<_, BoxError>(Frame::data(seen.freeze())) });
                     let rest = futures_util::TryStreamExt::map_ok(body.into_data_stream(), Frame::data);
                     let joined = StreamBody::new(futures_util::StreamExt::chain(head, rest)).boxed();
-                    return (false, Response::from_parts(parts, joined));
+                    return (false, Answer { response: Response::from_parts(parts, joined), passed });
                 }
             }
             Some(Err(e)) => {
@@ -49,12 +48,12 @@ pub async fn refused(response: Response<ProxyBody>, soap: bool) -> (bool, Respon
                 let head = stream::once(async move { Ok::<_, BoxError>(Frame::data(seen.freeze())) });
                 let fail = stream::once(async move { Err::<Frame<Bytes>, BoxError>(e) });
                 let joined = StreamBody::new(futures_util::StreamExt::chain(head, fail)).boxed();
-                return (false, Response::from_parts(parts, joined));
+                return (false, Answer { response: Response::from_parts(parts, joined), passed });
             }
         }
     }
     let text = seen.freeze();
     let says = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
     let refused = bearer_invalid || says(b"INVALID_SESSION_ID") || (!soap && says(b"invalid_token"));
-    (refused, Response::from_parts(parts, full(text)))
+    (refused, Answer { response: Response::from_parts(parts, full(text)), passed })
 }

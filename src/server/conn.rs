@@ -22,16 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::header;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version, header};
 use hyper::body::{Body, Frame, SizeHint};
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::{Peer, Watch};
+use super::{Answer, Peer, Watch};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::{self, Chunked, Framing, Span};
-use crate::proxy::{BoxError, ProxyBody, RequestId};
+use crate::proxy::{BoxError, RequestId};
 
 /// Longest request head read (request line and headers): longer is refused with 431.
 const MAX_HEAD: usize = 64 * 1024;
@@ -55,7 +54,7 @@ struct Wire {
 pub(super) async fn serve<H, Fut>(io: Box<dyn Stream>, peer: Peer, handler: H, watch: &mut Watch)
 where
     H: Fn(Request<RequestBody>, Peer) -> Fut,
-    Fut: Future<Output = Response<ProxyBody>>,
+    Fut: Future<Output: Into<Answer>>,
 {
     let mut wire = Wire { io, buf: BytesMut::new() };
     // Each answer's head is written here: one buffer for the connection's life.
@@ -71,9 +70,9 @@ where
                 tracing::info!(peer = ?peer.addr, status = status.as_u16(), %detail, "Malformed request refused.");
                 let id = RequestId::for_request(&http::HeaderMap::new());
                 let refused = ProxyError::Malformed { status, code, detail };
-                let response = crate::proxy::respond::error_response(&refused, None, id.as_str());
+                let answer = crate::proxy::respond::error_response(&refused, None, id.as_str()).into();
                 let asked = Asked { head: false, old: false };
-                if write_response(&mut wire, &mut out, response, asked, true).await.is_ok() {
+                if write_response(&mut wire, &mut out, answer, asked, true).await.is_ok() {
                     let _ = wire.io.shutdown().await;
                 }
                 return;
@@ -101,7 +100,7 @@ where
                 (RequestBody(Kind::Wire(Box::new(lent))), Some(back))
             }
         };
-        let response = handler(request.map(|()| body), peer.clone()).await;
+        let answer = handler(request.map(|()| body), peer.clone()).await.into();
         // The body hands the connection back once read to its end or dropped (the handler is
         // done with it when its answer is ready).
         let whole = match lent {
@@ -113,7 +112,7 @@ where
             }
         };
         let close = !keep_alive || !whole || watch.begun();
-        match write_response(&mut wire, &mut out, response, asked, close).await {
+        match write_response(&mut wire, &mut out, answer, asked, close).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = wire.io.shutdown().await;
@@ -296,17 +295,18 @@ enum Out {
     Close,
 }
 
-/// Writes `response`: its head, then its body as it comes (the head goes with the body's first
+/// Writes an answer: its head, then its body as it comes (the head goes with the body's first
 /// piece when that is ready at once: one system call for a whole small answer). `Ok(true)`: the
 /// connection may carry the next request. Hop-by-hop headers are the connection's to set, and
 /// the body's length is the body's to say: those the handler set are not written.
 async fn write_response(
     wire: &mut Wire,
     out: &mut Vec<u8>,
-    response: Response<ProxyBody>,
+    answer: Answer,
     asked: Asked,
     mut close: bool,
 ) -> Result<bool, BoxError> {
+    let Answer { response, passed } = answer;
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
     let bodiless = asked.head
@@ -330,16 +330,32 @@ async fn write_response(
     let (mut dated, mut lengthed) = (false, false);
     // A HEAD or 304 answer's `Content-Length` is the one a GET would have had: kept.
     let length_kept = framing == Out::None && status != StatusCode::NO_CONTENT && !status.is_informational();
+    let mut line = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    // Passed lines come without those of their connection (`h1::parse_head`).
+    let own = |name: &[u8]| parts.headers.keys().any(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name));
+    for (name, value) in passed.iter() {
+        let is = |what: &str| name.eq_ignore_ascii_case(what.as_bytes());
+        let length = name.len() == 14 && is("content-length");
+        if length && !length_kept || own(name) {
+            continue;
+        }
+        dated |= name.len() == 4 && is("date");
+        lengthed |= length;
+        line(name, value);
+    }
     for (name, value) in &parts.headers {
-        if h1::is_hop_by_hop(name.as_str()) || *name == header::CONTENT_LENGTH && !length_kept {
+        let length = *name == header::CONTENT_LENGTH;
+        if length && !length_kept || h1::is_hop_by_hop(name.as_str()) {
             continue;
         }
         dated |= *name == header::DATE;
-        lengthed |= *name == header::CONTENT_LENGTH;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        lengthed |= length;
+        line(name.as_str().as_bytes(), value.as_bytes());
     }
     if !dated {
         out.extend_from_slice(b"date: ");
@@ -634,6 +650,7 @@ impl AsyncWrite for Closed {
 mod tests {
     use std::time::Duration;
 
+    use http::Response;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -648,11 +665,19 @@ mod tests {
             let (parts, body) = req.into_parts();
             let text = match parts.uri.path() {
                 "/ignore" => "ignored".to_owned(),
+                "/passed" => {
+                    let wire = b"HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Request-Id: upstream\r\nContent-Length: 2\r\n\
+                                 Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\nok";
+                    let (head, body) = h1::decode_answer(wire, &Method::GET).expect("decodes");
+                    let mut response = Response::new(crate::proxy::full(Bytes::from(body)));
+                    response.headers_mut().insert("x-request-id", http::HeaderValue::from_static("ours"));
+                    return Answer { response, passed: head.headers };
+                }
                 "/stream" => {
                     let pieces =
                         [Ok::<_, BoxError>(Frame::data(Bytes::from("hello"))), Ok(Frame::data(Bytes::from(" world")))];
                     let body = http_body_util::StreamBody::new(futures_util::stream::iter(pieces));
-                    return Response::new(BodyExt::boxed(body));
+                    return Response::new(BodyExt::boxed(body)).into();
                 }
                 _ => match body.collect().await {
                     Ok(body) => {
@@ -662,7 +687,7 @@ mod tests {
                     Err(e) => format!("unreadable: {e}"),
                 },
             };
-            Response::new(crate::proxy::full(Bytes::from(text)))
+            Response::new(crate::proxy::full(Bytes::from(text))).into()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(super::super::serve(
@@ -782,6 +807,29 @@ mod tests {
             head.contains("content-length: 13\r\n") && head.ends_with("\r\n\r\n"),
             "the length GET would have: {head}"
         );
+    }
+
+    /// Header lines passed through are written as they came, before the answer's own; one the
+    /// answer's own headers also name is written from those alone, and the length is the body's.
+    #[tokio::test]
+    async fn passed_headers_go_out_as_read_unless_the_answer_names_them() {
+        let (at, _stop) = server().await;
+        let answer = exchange(at, b"GET /passed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(
+            lines,
+            [
+                "HTTP/1.1 200 OK",
+                "X-Up: 1",
+                "Date: Tue, 01 Dec 2026 00:00:00 GMT",
+                "x-request-id: ours",
+                "content-length: 2",
+                "connection: close"
+            ],
+            "{answer}"
+        );
+        assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
     }
 
     /// What is not well-formed HTTP/1.1 is answered with a problem naming what was wrong, and

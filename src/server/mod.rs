@@ -8,6 +8,21 @@ mod conn;
 
 pub use conn::RequestBody;
 
+/// What a handler answers: a response, and header lines passed on as they were read (an
+/// upstream answer's, without those of its connection: `proxy::h1::Passed`). Those are written
+/// first, except any the response's own headers also name, which are written from those alone.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: Response<ProxyBody>,
+    pub passed: crate::proxy::h1::Passed,
+}
+
+impl From<Response<ProxyBody>> for Answer {
+    fn from(response: Response<ProxyBody>) -> Answer {
+        Answer { response, passed: Default::default() }
+    }
+}
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -202,7 +217,7 @@ pub async fn serve<H, Fut>(
     drain: Duration,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+    Fut: Future<Output: Into<Answer>> + Send + 'static,
 {
     let on_connection = |open: Option<Arc<AtomicUsize>>| {
         let (tls, handler) = (&tls, &handler);
@@ -314,7 +329,7 @@ async fn connection<H, Fut>(
     _open: Option<OpenConnection>,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+    Fut: Future<Output: Into<Answer>> + Send + 'static,
 {
     let _ = stream.set_nodelay(true);
     let mut watch = watch;
@@ -356,7 +371,7 @@ pub async fn serve_unix<H, Fut>(
     drain: Duration,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+    Fut: Future<Output: Into<Answer>> + Send + 'static,
 {
     let on_connection = |(stream, _): (tokio::net::UnixStream, tokio::net::unix::SocketAddr), watch: Watch| {
         let user = stream.peer_cred().ok().map(|c| PeerUser { uid: c.uid(), gid: c.gid() });
