@@ -70,9 +70,10 @@ pub fn validate(wsdl: &Wsdl, body: &[u8], mode: Mode, action: Option<&str>, limi
 
 fn fault(e: envelope::EnvelopeError, body: &[u8]) -> Verdict {
     let version = envelope::sniff_version(body).unwrap_or(SoapVersion::V11);
-    let response = respond::error_response(&ProxyError::Envelope(e), Some(version), "validate");
+    let answer = respond::error_response(&ProxyError::Envelope(e), Some(version), "validate");
     // A fault body is one full buffer: collecting it completes at once.
-    let collected = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(response.into_body()));
+    let collected =
+        futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(answer.response.into_body()));
     let text =
         collected.and_then(Result::ok).map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned()).unwrap_or_default();
     Verdict::Fault(text)

@@ -251,7 +251,7 @@ impl Generation {
                 let err = ProxyError::NoRoute(path.to_owned());
                 tracing::info!(%method, %path, status = 404, "No route for request.");
                 record(&EMPTY_LABEL, None, None, 404, started);
-                return respond::error_response(&err, None, request_id.as_str()).into();
+                return respond::error_response(&err, None, request_id.as_str());
             };
             let mut ctx = RequestCtx { route, request_id, soap: None, subject: None, caller: None, operation: None };
             if let Protocol::Soap { .. } = route.protocol {
@@ -261,7 +261,7 @@ impl Generation {
             let result = self.run(&mut ctx, &mut parts, body, &peer).await;
             let answer: Answer = match result {
                 Ok(mut answer) => {
-                    answer.response.headers_mut().insert(X_REQUEST_ID, ctx.request_id.header());
+                    answer.request_id = Some(ctx.request_id.header());
                     answer
                 }
                 Err(err) => {
@@ -277,7 +277,7 @@ impl Generation {
                             .get_or_create(&crate::metrics::RuleLabels { code: e.code(), rule: e.rule() })
                             .inc();
                     }
-                    respond::error_response(&err, ctx.soap, ctx.request_id.as_str()).into()
+                    respond::error_response(&err, ctx.soap, ctx.request_id.as_str())
                 }
             };
             let response = &answer.response;

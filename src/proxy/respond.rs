@@ -5,9 +5,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use super::ProxyBody;
 use super::error::{ProxyError, UpstreamError};
 use crate::identity::MappingError;
+use crate::server::Answer;
 use crate::soap::SoapVersion;
 use crate::soap::envelope::EnvelopeError;
 use crate::soap::fault::{self, FaultSide};
@@ -70,8 +70,8 @@ pub fn classify(err: &ProxyError) -> Classified {
     Classified { status, side, code }
 }
 
-/// The response for `err`. `soap`: the SOAP version to fault in, `None` for problem+json.
-pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &str) -> Response<ProxyBody> {
+/// The answer for `err`. `soap`: the SOAP version to fault in, `None` for problem+json.
+pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &str) -> Answer {
     let c = classify(err);
     let message = err.to_string();
     let (status, content_type, body) = match soap {
@@ -107,10 +107,7 @@ pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert("x-request-id", id);
-    }
-    response
+    Answer { response, passed: Default::default(), request_id: HeaderValue::from_str(request_id).ok() }
 }
 
 /// When a caller may try again, for the answers that say so (`Retry-After`, in seconds).

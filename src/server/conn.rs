@@ -70,7 +70,7 @@ where
                 tracing::info!(peer = ?peer.addr, status = status.as_u16(), %detail, "Malformed request refused.");
                 let id = RequestId::for_request(&http::HeaderMap::new());
                 let refused = ProxyError::Malformed { status, code, detail };
-                let answer = crate::proxy::respond::error_response(&refused, None, id.as_str()).into();
+                let answer = crate::proxy::respond::error_response(&refused, None, id.as_str());
                 let asked = Asked { head: false, old: false };
                 if write_response(&mut wire, &mut out, answer, asked, true).await.is_ok() {
                     let _ = wire.io.shutdown().await;
@@ -306,7 +306,7 @@ async fn write_response(
     asked: Asked,
     mut close: bool,
 ) -> Result<bool, BoxError> {
-    let Answer { response, passed } = answer;
+    let Answer { response, passed, request_id } = answer;
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
     let bodiless = asked.head
@@ -336,12 +336,13 @@ async fn write_response(
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
+    let replaced = |name: &[u8]| request_id.is_some() && name.len() == 12 && name.eq_ignore_ascii_case(b"x-request-id");
     // Passed lines come without those of their connection (`h1::parse_head`).
     let own = |name: &[u8]| parts.headers.keys().any(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name));
     for (name, value) in passed.iter() {
         let is = |what: &str| name.eq_ignore_ascii_case(what.as_bytes());
         let length = name.len() == 14 && is("content-length");
-        if length && !length_kept || own(name) {
+        if length && !length_kept || own(name) || replaced(name) {
             continue;
         }
         dated |= name.len() == 4 && is("date");
@@ -350,12 +351,15 @@ async fn write_response(
     }
     for (name, value) in &parts.headers {
         let length = *name == header::CONTENT_LENGTH;
-        if length && !length_kept || h1::is_hop_by_hop(name.as_str()) {
+        if length && !length_kept || h1::is_hop_by_hop(name.as_str()) || replaced(name.as_str().as_bytes()) {
             continue;
         }
         dated |= *name == header::DATE;
         lengthed |= length;
         line(name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(id) = &request_id {
+        line(b"x-request-id", id.as_bytes());
     }
     if !dated {
         out.extend_from_slice(b"date: ");
@@ -669,9 +673,9 @@ mod tests {
                     let wire = b"HTTP/1.1 200 OK\r\nX-Up: 1\r\nX-Request-Id: upstream\r\nContent-Length: 2\r\n\
                                  Date: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\nok";
                     let (head, body) = h1::decode_answer(wire, &Method::GET).expect("decodes");
-                    let mut response = Response::new(crate::proxy::full(Bytes::from(body)));
-                    response.headers_mut().insert("x-request-id", http::HeaderValue::from_static("ours"));
-                    return Answer { response, passed: head.headers };
+                    let response = Response::new(crate::proxy::full(Bytes::from(body)));
+                    let request_id = Some(http::HeaderValue::from_static("ours"));
+                    return Answer { response, passed: head.headers, request_id };
                 }
                 "/stream" => {
                     let pieces =

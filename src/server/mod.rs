@@ -15,11 +15,14 @@ pub use conn::RequestBody;
 pub struct Answer {
     pub response: Response<ProxyBody>,
     pub passed: crate::proxy::h1::Passed,
+    /// The request's id, written last as `X-Request-Id` in place of any other (not put in the
+    /// response's headers: a forwarded answer's are empty, and a map's first entry allocates it).
+    pub request_id: Option<http::HeaderValue>,
 }
 
 impl From<Response<ProxyBody>> for Answer {
     fn from(response: Response<ProxyBody>) -> Answer {
-        Answer { response, passed: Default::default() }
+        Answer { response, passed: Default::default(), request_id: None }
     }
 }
 
