@@ -28,7 +28,7 @@ use crate::sharded::Latency;
 use crate::soap::SoapVersion;
 use crate::soap::envelope::{self, Plan};
 use crate::token::store::{Fetch, MemoryStore, TokenStore};
-use crate::token::{Token, TokenKey};
+use crate::token::{KeyRef, Token, TokenKey};
 use error::ProxyError;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -320,9 +320,9 @@ impl Generation {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let route_name = ctx.route.name.clone();
         // Who is calling, before the body is read or any token work is done.
         let caller = if self.config.policy.enforced() {
+            let route_name = ctx.route.name.clone();
             let peer = from.addr.map(|a| a.ip());
             let cert = from.cert.clone();
             let policy = &self.config.policy;
@@ -428,12 +428,12 @@ impl Generation {
             decision.map_err(ProxyError::Denied)?;
         }
         let provider = &route.provider;
-        let key = token_key(provider, &subject);
+        let key = KeyRef { provider: &provider.identity, subject: &subject, scope: provider.scope.as_deref() };
         // The clock read once for what follows (the token's freshness, the upstream connection's
         // idle time, the deadline for the answer): each reading costs ~20 ns (vDSO). Read again
         // only when the token had to be waited for.
         let mut now = Instant::now();
-        let mut token = self.get_token(provider, &key, &mut now).await?;
+        let mut token = self.get_token(provider, key, &subject, &mut now).await?;
         let mut replayed = false;
         loop {
             let origin = self.origin(route, &token)?;
@@ -466,21 +466,23 @@ impl Generation {
                 subject = %subject,
                 "Upstream refused the session; renewing it and sending the request once more."
             );
-            self.store.invalidate(&key, &token);
+            self.store.invalidate(&token_key(provider, &subject), &token);
             crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Renegotiation);
             now = Instant::now();
-            token = self.get_token(provider, &key, &mut now).await?;
+            token = self.get_token(provider, key, &subject, &mut now).await?;
             replayed = true;
         }
     }
 
-    /// The token for `key`: from the store, or one exchange shared by all who wait. `now`: the
-    /// clock as the caller read it, read again here when the token was waited for (what follows
-    /// counts from then: the upstream's deadline is not shortened by an exchange).
+    /// The token for `key` (whose subject is `subject`): from the store, or one exchange shared
+    /// by all who wait. `now`: the clock as the caller read it, read again here when the token
+    /// was waited for (what follows counts from then: the upstream's deadline is not shortened
+    /// by an exchange).
     async fn get_token(
         &self,
         provider: &Arc<crate::token::provider::Provider>,
-        key: &TokenKey,
+        key: KeyRef<'_>,
+        subject: &Arc<str>,
         now: &mut Instant,
     ) -> Result<Arc<Token>, ProxyError> {
         if let Some(token) = self.store.fresh(key, *now) {
@@ -488,13 +490,14 @@ impl Generation {
         }
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
-        let fetch_subject = key.subject.clone();
+        let fetch_subject = Arc::clone(subject);
         let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
+        let key = token_key(provider, subject);
         let token = self
             .store
-            .get_or_fetch(key, fetch)
+            .get_or_fetch(&key, fetch)
             .await
-            .map_err(|source| ProxyError::Token { subject: key.subject.to_string(), source });
+            .map_err(|source| ProxyError::Token { subject: subject.to_string(), source });
         *now = Instant::now();
         token
     }

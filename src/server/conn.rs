@@ -275,6 +275,27 @@ fn parse(buf: &mut BytesMut) -> Result<Option<Parsed>, Refusal> {
     Ok(Some(Parsed { request, body, keep_alive, expect_continue }))
 }
 
+/// Parses a request head from `wire` as a connection does: `None` while incomplete; else the
+/// request, whether its body is chunked, and its stated length; or the status and reason it is
+/// refused with. For the fuzz target and tests.
+#[allow(clippy::type_complexity, reason = "a test seam, taken apart at once")]
+pub fn read_request(wire: &[u8]) -> Result<Option<(Request<()>, bool, Option<u64>)>, (u16, String)> {
+    let mut buf = BytesMut::from(wire);
+    match parse(&mut buf) {
+        Ok(None) if buf.len() >= MAX_HEAD => Err((TOO_LARGE.as_u16(), "too long".to_owned())),
+        Ok(None) => Ok(None),
+        Ok(Some(parsed)) => {
+            let (chunked, length) = match parsed.body {
+                Start::None => (false, None),
+                Start::Length(n) => (false, Some(n)),
+                Start::Chunked => (true, None),
+            };
+            Ok(Some((parsed.request, chunked, length)))
+        }
+        Err(refusal) => Err((refusal.status.as_u16(), refusal.detail)),
+    }
+}
+
 /// What the request asked that shapes its answer on the wire.
 #[derive(Clone, Copy)]
 struct Asked {

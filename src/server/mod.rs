@@ -4,9 +4,22 @@
 //! proxy and the loopback peers (demo, tests) all serve through here. HTTP/1.1 on each connection
 //! is `conn`.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use http::{Request, Response};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::ProxyBody;
+
 mod conn;
 
-pub use conn::RequestBody;
+pub use conn::{RequestBody, read_request};
 
 /// What a handler answers: a response, and header lines passed on as they were read (an
 /// upstream answer's, without those of its connection: `proxy::h1::Passed`). Those are written
@@ -25,19 +38,6 @@ impl From<Response<ProxyBody>> for Answer {
         Answer { response, passed: Default::default(), request_id: None }
     }
 }
-
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
-
-use http::{Request, Response};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio_rustls::TlsAcceptor;
-
-use crate::proxy::ProxyBody;
 
 /// What is known of the peer a request came from, handed to the handler beside the request
 /// (not in its extensions: a map allocated per request for what is fixed per connection).

@@ -23,6 +23,35 @@ pub struct TokenKey {
     pub scope: Option<Arc<str>>,
 }
 
+/// A `TokenKey` lent: what a request looks its token up with. Hashes and compares as the key
+/// does, without cloning its shared names: each `Arc` cloned and dropped per request wrote its
+/// count, a cache line the serving threads then passed back and forth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyRef<'a> {
+    pub provider: &'a str,
+    pub subject: &'a str,
+    pub scope: Option<&'a str>,
+}
+
+impl TokenKey {
+    pub fn lent(&self) -> KeyRef<'_> {
+        KeyRef { provider: &self.provider, subject: &self.subject, scope: self.scope.as_deref() }
+    }
+}
+
+impl KeyRef<'_> {
+    /// The key itself (on a miss: new shared names).
+    pub fn to_key(self) -> TokenKey {
+        TokenKey { provider: self.provider.into(), subject: self.subject.into(), scope: self.scope.map(Into::into) }
+    }
+}
+
+impl hashbrown::Equivalent<TokenKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *self == key.lent()
+    }
+}
+
 /// An access token and what the token endpoint said with it.
 #[derive(Debug)]
 pub struct Token {
@@ -58,4 +87,35 @@ pub enum TokenError {
     Signing(String),
     #[error("token exchange did not complete: {0}")]
     Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lent key finds what its owned key was stored under (same hash, equal), and only that:
+    /// the per-thread front of the token store is looked up this way on every request.
+    #[test]
+    fn a_lent_key_finds_its_own_key_only() {
+        let key = |provider: &str, subject: &str, scope: Option<&str>| TokenKey {
+            provider: provider.into(),
+            subject: subject.into(),
+            scope: scope.map(Into::into),
+        };
+        let mut map: hashbrown::HashMap<TokenKey, u32, rustc_hash::FxBuildHasher> = Default::default();
+        let keys = [
+            key("p", "alice", None),
+            key("p", "alice", Some("api")),
+            key("p", "al", Some("iceapi")),
+            key("q", "alice", None),
+        ];
+        for (n, k) in keys.iter().enumerate() {
+            map.insert(k.clone(), n as u32);
+        }
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(map.get(&k.lent()), Some(&(n as u32)), "{k:?}");
+            assert_eq!(k.lent().to_key(), *k);
+        }
+        assert_eq!(map.get(&KeyRef { provider: "p", subject: "bob", scope: None }), None);
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use super::{Token, TokenError, TokenKey};
+use super::{KeyRef, Token, TokenError, TokenKey};
 use crate::clock::Clock;
 
 pub type TokenResult = Result<Arc<Token>, TokenError>;
@@ -35,7 +35,7 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The stored token for `key` if it needs nothing done (not yet due for renewal), counted as
     /// a hit; `None` sends the caller to `get_or_fetch`. The cached path without a future.
     /// `now`: the monotonic clock as the caller read it (the store adds its clock's offset).
-    fn fresh(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>>;
+    fn fresh(&self, key: KeyRef<'_>, now: std::time::Instant) -> Option<Arc<Token>>;
     /// A usable token for `key`, running `fetch` if there is none (at most one at a time per key).
     fn get_or_fetch<'a>(&'a self, key: &'a TokenKey, fetch: Fetch) -> BoxFuture<'a, TokenResult>;
     /// Forgets `token` if it is still the one stored for `key` (the upstream refused it).
@@ -174,12 +174,13 @@ struct Front {
     store: u64,
     generation: u64,
     /// The held token, and when it was taken from moka (ms after the store's epoch).
-    entries: rustc_hash::FxHashMap<TokenKey, (Arc<Held>, u64)>,
+    /// Looked up by a lent key (`KeyRef`), hence hashbrown's map rather than std's.
+    entries: hashbrown::HashMap<TokenKey, (Arc<Held>, u64), rustc_hash::FxBuildHasher>,
 }
 
 thread_local! {
     static FRONT: std::cell::RefCell<Front> =
-        std::cell::RefCell::new(Front { store: 0, generation: 0, entries: rustc_hash::FxHashMap::default() });
+        std::cell::RefCell::new(Front { store: 0, generation: 0, entries: hashbrown::HashMap::default() });
 }
 
 impl Inner {
@@ -209,7 +210,7 @@ impl Inner {
     }
 
     /// `lookup` through the calling thread's `Front`.
-    fn lookup_front(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>> {
+    fn lookup_front(&self, key: KeyRef<'_>, now: std::time::Instant) -> Option<Arc<Token>> {
         let now = self.millis(now);
         let generation = self.generation.load(Ordering::Acquire);
         FRONT.with_borrow_mut(|front| {
@@ -217,19 +218,20 @@ impl Inner {
                 front.entries.clear();
                 (front.store, front.generation) = (self.id, generation);
             }
-            if let Some((held, taken)) = front.entries.get(key)
+            if let Some((held, taken)) = front.entries.get(&key)
                 && now.saturating_sub(*taken) < FRONT_MS
                 && !self.idle_at(held, now)
             {
                 held.touch(now);
                 return Some(Arc::clone(&held.token));
             }
-            let held = self.lookup_held(key, now)?;
+            let key = key.to_key();
+            let held = self.lookup_held(&key, now)?;
             if front.entries.len() >= FRONT_ENTRIES {
                 front.entries.clear();
             }
             let token = Arc::clone(&held.token);
-            front.entries.insert(key.clone(), (held, now));
+            front.entries.insert(key, (held, now));
             Some(token)
         })
     }
@@ -249,7 +251,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl TokenStore for MemoryStore {
-    fn fresh(&self, key: &TokenKey, now: std::time::Instant) -> Option<Arc<Token>> {
+    fn fresh(&self, key: KeyRef<'_>, now: std::time::Instant) -> Option<Arc<Token>> {
         let now = self.inner.clock.at(now);
         let token = self.inner.lookup_front(key, now)?;
         if now < token.refresh_at {
@@ -416,38 +418,38 @@ mod tests {
         let first = store.get_or_fetch(&k, fetching(clock.clone(), 0)).await.expect("first");
         let now = std::time::Instant::now();
         for _ in 0..3 {
-            assert!(store.fresh(&k, now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
+            assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
         }
         // Another store on this thread, same key, as many tokens stored: only its own tokens.
         let other = MemoryStore::new(100, Duration::from_secs(600), clock.clone());
-        assert!(other.fresh(&k, now).is_none());
+        assert!(other.fresh(k.lent(), now).is_none());
         let its_own = other.get_or_fetch(&k, fetching(clock.clone(), 9)).await.expect("its own");
         for _ in 0..2 {
-            assert!(other.fresh(&k, now).is_some_and(|t| Arc::ptr_eq(&t, &its_own)));
-            assert!(store.fresh(&k, now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
+            assert!(other.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &its_own)));
+            assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
         }
 
         store.invalidate(&k, &first);
-        assert!(store.fresh(&k, now).is_none(), "refused upstream: not served again");
+        assert!(store.fresh(k.lent(), now).is_none(), "refused upstream: not served again");
         let second = store.get_or_fetch(&k, fetching(clock.clone(), 1)).await.expect("second");
-        assert!(store.fresh(&k, now).is_some_and(|t| Arc::ptr_eq(&t, &second)));
+        assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &second)));
 
         // Served from the front, the subject is still in use: not dropped as idle...
         for _ in 0..4 {
             clock.advance(Duration::from_secs(300));
-            assert!(store.fresh(&k, std::time::Instant::now()).is_some_and(|t| Arc::ptr_eq(&t, &second)));
+            assert!(store.fresh(k.lent(), std::time::Instant::now()).is_some_and(|t| Arc::ptr_eq(&t, &second)));
         }
         // ...until it is unused for longer than the idle time.
         clock.advance(Duration::from_secs(601));
-        assert!(store.fresh(&k, std::time::Instant::now()).is_none(), "idle: dropped");
-        assert!(store.fresh(&k, std::time::Instant::now()).is_none(), "and gone from the front too");
+        assert!(store.fresh(k.lent(), std::time::Instant::now()).is_none(), "idle: dropped");
+        assert!(store.fresh(k.lent(), std::time::Instant::now()).is_none(), "and gone from the front too");
 
         // An idle time shorter than the front's second is kept all the same.
         let brief = MemoryStore::new(100, Duration::from_millis(500), clock.clone());
         brief.get_or_fetch(&k, fetching(clock.clone(), 2)).await.expect("token");
-        assert!(brief.fresh(&k, std::time::Instant::now()).is_some());
+        assert!(brief.fresh(k.lent(), std::time::Instant::now()).is_some());
         clock.advance(Duration::from_millis(600));
-        assert!(brief.fresh(&k, std::time::Instant::now()).is_none(), "idle for 600 ms of 500");
+        assert!(brief.fresh(k.lent(), std::time::Instant::now()).is_none(), "idle for 600 ms of 500");
     }
 
     #[tokio::test]
