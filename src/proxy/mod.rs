@@ -171,12 +171,36 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let generation = self.current.load_full();
+        let generation = self.local_generation();
         let request_id = RequestId::for_request(request.headers());
         // Every log line of the request, wherever in the pipeline, carries its id.
         let span = tracing::info_span!("request", request_id = %request_id);
         let (parts, body) = request.into_parts();
         generation.handle(parts, body, peer, request_id).instrument(span)
+    }
+}
+
+impl App {
+    /// The generation current now, through a reference of the calling thread's own: a request
+    /// holds its generation to its end, and each one taking and dropping a reference to the
+    /// shared `Arc` wrote its count, a cache line the serving threads then passed back and
+    /// forth. The thread's reference is replaced at its first request after a reload (until
+    /// then an idle thread keeps the old generation alive).
+    #[allow(clippy::redundant_allocation, reason = "the outer Arc is the thread's own: its count is not shared")]
+    fn local_generation(&self) -> Arc<Arc<Generation>> {
+        thread_local! {
+            #[allow(clippy::redundant_allocation, reason = "as above")]
+            static LOCAL: std::cell::RefCell<Option<Arc<Arc<Generation>>>> = const { std::cell::RefCell::new(None) };
+        }
+        let current = self.current.load();
+        LOCAL.with_borrow_mut(|local| match local {
+            Some(held) if Arc::ptr_eq(&**held, &*current) => Arc::clone(held),
+            _ => {
+                let held = Arc::new(arc_swap::Guard::into_inner(current));
+                *local = Some(Arc::clone(&held));
+                held
+            }
+        })
     }
 }
 
@@ -233,8 +257,9 @@ impl Generation {
     /// An `async` block rather than an `async fn`: an `async fn` keeps a second copy of its
     /// arguments beside the ones its body moves on, and this future is moved whole per request.
     #[allow(clippy::manual_async_fn, reason = "an async fn would hold its arguments twice")]
+    #[allow(clippy::redundant_allocation, reason = "the outer Arc is the thread's own (`App::local_generation`)")]
     fn handle<B>(
-        self: Arc<Self>,
+        self: Arc<Arc<Self>>,
         mut parts: http::request::Parts,
         body: B,
         peer: crate::server::Peer,
