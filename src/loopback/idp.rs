@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -122,21 +122,12 @@ impl LoopbackIdp {
             requests: AtomicUsize::new(0),
             issued: AtomicUsize::new(0),
         });
-        let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
         let handler = move |req, _| {
             let state = Arc::clone(&handler_state);
             async move { handle(&state, req).await }
         };
-        tokio::spawn(crate::server::serve(
-            listener,
-            None,
-            handler,
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let stop = crate::server::spawn(listener, None, handler);
         Ok(LoopbackIdp { addr, state, _stop: stop })
     }
 

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -76,21 +75,12 @@ impl LoopbackUpstream {
             gate: tokio::sync::watch::channel(true).0,
             refuse_all: std::sync::atomic::AtomicBool::new(false),
         });
-        let (stop, stopped) = oneshot::channel::<()>();
         let handler_state = Arc::clone(&state);
         let handler = move |req, _| {
             let state = Arc::clone(&handler_state);
             async move { handle(&state, req).await }
         };
-        tokio::spawn(crate::server::serve(
-            listener,
-            tls,
-            handler,
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let stop = crate::server::spawn(listener, tls, handler);
         Ok(LoopbackUpstream { addr, scheme, state, _stop: stop })
     }
 

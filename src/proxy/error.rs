@@ -27,9 +27,10 @@ pub enum ProxyError {
     Upstream(UpstreamError),
     #[error("{0}")]
     Denied(crate::policy::Denied),
-    /// Not well-formed HTTP/1.1: refused by the server before it reached a route.
+    /// At the HTTP level, in the server: a request that is not well-formed HTTP/1.1 (refused
+    /// before it reached a route), or an answer whose body failed before any of it went out.
     #[error("{detail}")]
-    Malformed { status: http::StatusCode, code: &'static str, detail: String },
+    Http { status: http::StatusCode, code: &'static str, detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]

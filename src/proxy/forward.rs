@@ -182,7 +182,7 @@ pub async fn send(
     // The upstream's headers come without those of its connection to us (`h1` leaves them out),
     // passed on as they were read.
     let (response, passed) = upstream;
-    Ok(Answer { response: response.map(BodyExt::boxed), passed, request_id: None })
+    Ok(Answer { response: response.map(BodyExt::boxed), passed, request_id: None, soap: None })
 }
 
 #[cfg(test)]

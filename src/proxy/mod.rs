@@ -287,6 +287,7 @@ impl Generation {
             let answer: Answer = match result {
                 Ok(mut answer) => {
                     answer.request_id = Some(ctx.request_id.header());
+                    answer.soap = ctx.soap;
                     answer
                 }
                 Err(err) => {

@@ -24,7 +24,9 @@ pub fn classify(err: &ProxyError) -> Classified {
     use FaultSide::{Caller, Server};
     let (status, side, code) = match err {
         ProxyError::NoRoute(_) => (StatusCode::NOT_FOUND, Caller, "no_route"),
-        ProxyError::Malformed { status, code, .. } => (*status, Caller, *code),
+        ProxyError::Http { status, code, .. } => {
+            (*status, if status.is_client_error() { Caller } else { Server }, *code)
+        }
         ProxyError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Caller, "body_too_large"),
         ProxyError::BodyRead(_) => (StatusCode::BAD_REQUEST, Caller, "body_unreadable"),
         ProxyError::Envelope(e @ EnvelopeError::MustUnderstand(_)) => {
@@ -107,7 +109,7 @@ pub fn error_response(err: &ProxyError, soap: Option<SoapVersion>, request_id: &
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Answer { response, passed: Default::default(), request_id: HeaderValue::from_str(request_id).ok() }
+    Answer { response, passed: Default::default(), request_id: HeaderValue::from_str(request_id).ok(), soap }
 }
 
 /// When a caller may try again, for the answers that say so (`Retry-After`, in seconds).

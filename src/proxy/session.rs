@@ -25,7 +25,7 @@ pub async fn refused(answer: Answer, soap: bool) -> (bool, Answer) {
     let bearer_invalid = !soap
         && (answer.passed.get_all("www-authenticate").any(invalid_token)
             || answer.response.headers().get_all(header::WWW_AUTHENTICATE).iter().any(|v| invalid_token(v.as_bytes())));
-    let Answer { response, passed, request_id } = answer;
+    let Answer { response, passed, request_id, soap: version } = answer;
     let (parts, mut body) = response.into_parts();
     let mut seen = BytesMut::new();
     loop {
@@ -40,7 +40,10 @@ pub async fn refused(answer: Answer, soap: bool) -> (bool, Answer) {
                     let head = stream::once(async move { Ok::<_, BoxError>(Frame::data(seen.freeze())) });
                     let rest = futures_util::TryStreamExt::map_ok(body.into_data_stream(), Frame::data);
                     let joined = StreamBody::new(futures_util::StreamExt::chain(head, rest)).boxed();
-                    return (false, Answer { response: Response::from_parts(parts, joined), passed, request_id });
+                    return (
+                        false,
+                        Answer { response: Response::from_parts(parts, joined), passed, request_id, soap: version },
+                    );
                 }
             }
             Some(Err(e)) => {
@@ -48,12 +51,15 @@ pub async fn refused(answer: Answer, soap: bool) -> (bool, Answer) {
                 let head = stream::once(async move { Ok::<_, BoxError>(Frame::data(seen.freeze())) });
                 let fail = stream::once(async move { Err::<Frame<Bytes>, BoxError>(e) });
                 let joined = StreamBody::new(futures_util::StreamExt::chain(head, fail)).boxed();
-                return (false, Answer { response: Response::from_parts(parts, joined), passed, request_id });
+                return (
+                    false,
+                    Answer { response: Response::from_parts(parts, joined), passed, request_id, soap: version },
+                );
             }
         }
     }
     let text = seen.freeze();
     let says = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
     let refused = bearer_invalid || says(b"INVALID_SESSION_ID") || (!soap && says(b"invalid_token"));
-    (refused, Answer { response: Response::from_parts(parts, full(text)), passed, request_id })
+    (refused, Answer { response: Response::from_parts(parts, full(text)), passed, request_id, soap: version })
 }

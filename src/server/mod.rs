@@ -31,11 +31,14 @@ pub struct Answer {
     /// The request's id, written last as `X-Request-Id` in place of any other (not put in the
     /// response's headers: a forwarded answer's are empty, and a map's first entry allocates it).
     pub request_id: Option<http::HeaderValue>,
+    /// The SOAP version the request spoke: should the answer's body fail before any of it is
+    /// sent, the 502 that replaces it is a fault of this version (`None`: a problem).
+    pub soap: Option<crate::soap::SoapVersion>,
 }
 
 impl From<Response<ProxyBody>> for Answer {
     fn from(response: Response<ProxyBody>) -> Answer {
-        Answer { response, passed: Default::default(), request_id: None }
+        Answer { response, passed: Default::default(), request_id: None, soap: None }
     }
 }
 
@@ -257,6 +260,21 @@ pub async fn serve<H, Fut>(
         }
     };
     self::drain(closing, drain).await;
+}
+
+/// Serves `listener` (with `tls`) in a task of its own until the returned sender is dropped or
+/// sent on; open requests then get a second to finish. For the loopback peers and tests.
+pub fn spawn<H, Fut>(listener: TcpListener, tls: Option<TlsAcceptor>, handler: H) -> tokio::sync::oneshot::Sender<()>
+where
+    H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output: Into<Answer>> + Send + 'static,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    tokio::spawn(serve(listener, tls, handler, shutdown, Duration::from_secs(1)));
+    stop
 }
 
 /// Connections `dispatch` hands to one worker, and how many of them the worker has open.
