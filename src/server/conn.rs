@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::{Body, Frame, SizeHint};
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::{Answer, Peer, Watch};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::{self, Chunked, Framing, Span};
-use crate::proxy::{BoxError, RequestId};
+use crate::proxy::{BoxError, ProxyBody, RequestId};
 
 /// Longest request head read (request line and headers): longer is refused with 431.
 const MAX_HEAD: usize = 64 * 1024;
@@ -72,7 +72,7 @@ where
                 let id = RequestId::for_request(&http::HeaderMap::new());
                 let refused = ProxyError::Http { status, code, detail };
                 let answer = crate::proxy::respond::error_response(&refused, None, id.as_str());
-                if write_response(&mut wire, &mut out, answer, Asked { head: false, old: false }, true).await.is_ok() {
+                if write_answer(&mut wire, &mut out, answer, Asked { head: false, old: false }).await.is_ok() {
                     let _ = wire.io.shutdown().await;
                 }
                 return;
@@ -112,9 +112,10 @@ where
             }
         };
         let close = !keep_alive || !whole || watch.begun();
-        // Kept for a 502 in its place, should the answer fail before any of it goes out.
-        let (id, soap) = (answer.request_id.clone(), answer.soap);
-        match write_response(&mut wire, &mut out, answer, asked, close).await {
+        // The id and version stay here for a 502 in its place, should the answer fail before
+        // any of it goes out.
+        let Answer { response, passed, request_id: id, soap } = answer;
+        match write_response(&mut wire, &mut out, response, &passed, id.as_ref(), asked, close).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = wire.io.shutdown().await;
@@ -126,7 +127,7 @@ where
                 let failed = ProxyError::Http { status: StatusCode::BAD_GATEWAY, code: "upstream_invalid", detail };
                 let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let answer = crate::proxy::respond::error_response(&failed, soap, id);
-                if write_response(&mut wire, &mut out, answer, asked, true).await.is_ok() {
+                if write_answer(&mut wire, &mut out, answer, asked).await.is_ok() {
                     let _ = wire.io.shutdown().await;
                 }
                 return;
@@ -329,6 +330,11 @@ enum Out {
     Close,
 }
 
+/// Writes an answer the server made itself (a refusal, a 502), then the connection closes.
+async fn write_answer(wire: &mut Wire, out: &mut Vec<u8>, answer: Answer, asked: Asked) -> Result<bool, Unwritten> {
+    write_response(wire, out, answer.response, &answer.passed, answer.request_id.as_ref(), asked, true).await
+}
+
 /// Why an answer was not written whole.
 struct Unwritten {
     error: BoxError,
@@ -350,11 +356,12 @@ impl From<std::io::Error> for Unwritten {
 async fn write_response(
     wire: &mut Wire,
     out: &mut Vec<u8>,
-    answer: Answer,
+    response: Response<ProxyBody>,
+    passed: &h1::Passed,
+    request_id: Option<&HeaderValue>,
     asked: Asked,
     mut close: bool,
 ) -> Result<bool, Unwritten> {
-    let Answer { response, passed, request_id, .. } = answer;
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
     let bodiless = asked.head
@@ -406,7 +413,7 @@ async fn write_response(
         lengthed |= length;
         line(name.as_str().as_bytes(), value.as_bytes());
     }
-    if let Some(id) = &request_id {
+    if let Some(id) = request_id {
         line(b"x-request-id", id.as_bytes());
     }
     if !dated {
@@ -701,7 +708,6 @@ impl AsyncWrite for Closed {
 mod tests {
     use std::time::Duration;
 
-    use http::Response;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
