@@ -7,12 +7,13 @@
 //! 2 kept on a CPU each (nginx's `worker_cpu_affinity auto`, our `server.pin_workers`). wrk
 //! drives each case with the same connections and duration, interleaved (A B, then B A), for
 //! several rounds; medians are printed with the ratio oauth-egress / nginx, and the CPU time
-//! (user and system, from `/proc`) the serving processes spent per request. Then: a cold start
+//! (user and system, from `/proc`) the serving processes spent per request, then each round's
+//! pair (the two runs next to each other in time) on its own. Then: a cold start
 //! of 1,000 distinct subjects (exchanges counted at the token endpoint), and oauth-egress's
 //! resident memory idle, with 1,000 open connections, and with many cached subjects.
 //!
-//! Knobs (environment): E2E_SECONDS (10), E2E_ROUNDS (3), E2E_CONNECTIONS (50),
-//! E2E_SUBJECTS (100000); E2E_SERVE=N starts the pieces (E2E_WORKERS each, 1 unless set), prints their addresses
+//! Knobs (environment): E2E_SECONDS (10), E2E_ROUNDS (5), E2E_WARMUP (3, seconds per case and
+//! proxy before the rounds), E2E_CONNECTIONS (50), E2E_SUBJECTS (100000); E2E_SERVE=N starts the pieces (E2E_WORKERS each, 1 unless set), prints their addresses
 //! and wrk commands, and holds them for N seconds without driving them (for profiling).
 
 use std::io::{Read, Write};
@@ -361,7 +362,10 @@ fn main() {
         require(tool);
     }
     let seconds = env_or("E2E_SECONDS", 10);
-    let rounds = env_or("E2E_ROUNDS", 3);
+    // Five rounds: the machine's speed drifts by up to ~10 % from one 10 s run to the next (the
+    // upstream's and wrk's CPU per request move with ours), and a median of three moved with it.
+    let rounds = env_or("E2E_ROUNDS", 5);
+    let warmup = env_or("E2E_WARMUP", 3);
     let connections = env_or("E2E_CONNECTIONS", 50);
     let subjects = env_or("E2E_SUBJECTS", 100_000) as usize;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -432,6 +436,12 @@ fn main() {
     report.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     // CPU time per request of the serving processes (ours; nginx's workers): the kernel's share
     // moves with the machine from round to round, and with it the ratio of requests per second.
+    // Each round's pair on its own, in the order run: the spread the medians above sit in.
+    let mut pairs = String::from(
+        "\nEach round: oauth-egress / nginx requests per second, and p99 ms (oauth-egress against nginx):\n\n\
+         | case | workers | ratios | p99 |\n\
+         | --- | --- | --- | --- |\n",
+    );
     let mut cpu = String::from(
         "\nCPU per request of the serving processes (medians, µs):\n\n\
          | case | workers | oauth-egress user / system | nginx user / system | nginx / oauth-egress (total) |\n\
@@ -454,8 +464,8 @@ fn main() {
         wait_listening(nginx_port);
         // Warm up: a token for alice, connections.
         for (_, path, script) in &cases {
-            wrk(&format!("http://127.0.0.1:{proxy_port}{path}"), script, 1, connections, &mut String::new());
-            wrk(&format!("http://127.0.0.1:{nginx_port}{path}"), script, 1, connections, &mut String::new());
+            wrk(&format!("http://127.0.0.1:{proxy_port}{path}"), script, warmup, connections, &mut String::new());
+            wrk(&format!("http://127.0.0.1:{nginx_port}{path}"), script, warmup, connections, &mut String::new());
         }
         let serving: [Vec<u32>; 2] = [vec![proxy_pid], children(nginx_proxy.0.id())];
         let mut results: Vec<[Vec<Run>; 3]> = vec![Default::default(), Default::default(), Default::default()];
@@ -486,6 +496,14 @@ fn main() {
                 m(2, |r| r.rps),
                 if errors > 0 { format!(" **{errors} errors**") } else { String::new() }
             ));
+            let each = |f: &dyn Fn(&Run, &Run) -> String| {
+                results[c][0].iter().zip(&results[c][1]).map(|(a, b)| f(a, b)).collect::<Vec<_>>().join(" · ")
+            };
+            pairs.push_str(&format!(
+                "| {name} | {label} | {} | {} |\n",
+                each(&|a, b| format!("{:.2}", a.rps / b.rps)),
+                each(&|a, b| format!("{:.2} / {:.2}", a.p99_ms, b.p99_ms))
+            ));
             let (ours_user, ours_sys) = (m(0, |r| r.user_us), m(0, |r| r.sys_us));
             let (theirs_user, theirs_sys) = (m(1, |r| r.user_us), m(1, |r| r.sys_us));
             cpu.push_str(&format!(
@@ -496,6 +514,7 @@ fn main() {
         drop(proxy);
     }
     report.push_str(&cpu);
+    report.push_str(&pairs);
 
     // Cold start, memory.
     let proxy_port = free_port();
