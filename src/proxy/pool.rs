@@ -25,7 +25,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use rustc_hash::FxHashMap;
+use rustc_hash::FxBuildHasher;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tower_service::Service;
@@ -44,12 +44,36 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Where a connection goes: scheme (TLS or not) and authority; and which thread uses it. Each
 /// serving thread runs a runtime of its own, and a connection is registered with the runtime
-/// that opened it: used from another thread, every wake-up would cross threads.
+/// that opened it: used from another thread, every wake-up would cross threads. Each connection
+/// holds its own (its authority copied when it was opened); a request looks connections up by a
+/// lent `KeyRef`. The request's authority belongs to a config or a token that every serving
+/// thread reads: cloned into a key per request, its reference count went from core to core.
 #[derive(Clone)]
 struct Key {
     tls: bool,
     authority: Authority,
     thread: u32,
+}
+
+/// A `Key` lent for a look-up.
+struct KeyRef<'a> {
+    tls: bool,
+    authority: &'a str,
+    thread: u32,
+}
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.tls == key.tls && self.thread == key.thread && self.authority == key.authority.as_str()
+    }
+}
+
+impl std::hash::Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.authority.hash(state);
+        self.tls.hash(state);
+        self.thread.hash(state);
+    }
 }
 
 // Authorities compared and hashed as the bytes they are (upstream bases are written lowercase
@@ -76,6 +100,8 @@ impl std::hash::Hash for Key {
 /// request (pool, exchange, answer body, pool again), each a copy unless boxed.
 struct Conn {
     io: Io,
+    /// Where it goes and which thread it serves: its place in the pool.
+    key: Key,
     buf: BytesMut,
     idle_since: Instant,
     /// The deadline for the answer to the request the connection carries: one timer for the
@@ -107,7 +133,7 @@ impl Conn {
     }
 }
 
-type Idle = Mutex<FxHashMap<Key, VecDeque<Box<Conn>>>>;
+type Idle = Mutex<hashbrown::HashMap<Key, VecDeque<Box<Conn>>, FxBuildHasher>>;
 
 /// One shard of a pool's idle connections, on a cache line of its own.
 #[repr(align(128))]
@@ -142,7 +168,7 @@ pub struct Outgoing<'a> {
 
 impl Pool {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Pool {
-        let shards = (0..SHARDS).map(|_| Arc::new(Shard(Mutex::new(FxHashMap::default())))).collect();
+        let shards = (0..SHARDS).map(|_| Arc::new(Shard(Mutex::new(hashbrown::HashMap::default())))).collect();
         Pool { connector, shards }
     }
 
@@ -170,7 +196,7 @@ impl Pool {
         now: Instant,
         timeout: Duration,
     ) -> Result<(Response<UpstreamBody>, h1::Passed), BoxError> {
-        let key = Key { tls: *scheme == Scheme::HTTPS, authority: authority.clone(), thread: thread_number() };
+        let key = KeyRef { tls: *scheme == Scheme::HTTPS, authority: authority.as_str(), thread: thread_number() };
         let deadline = tokio::time::Instant::from_std(now) + timeout;
         loop {
             let (mut conn, reused) = match self.checkout(&key, now) {
@@ -209,7 +235,6 @@ impl Pool {
                         framing: head.framing,
                         reusable: head.reusable,
                         idle: Arc::clone(self.shard(key.thread)),
-                        key,
                         sent: now,
                     });
                     *response.status_mut() = head.status;
@@ -241,7 +266,7 @@ impl Pool {
 
     /// The most recently used idle connection to `key` that is still open and not too old.
     /// Each candidate is checked (a read) with the pool unlocked.
-    fn checkout(&self, key: &Key, now: Instant) -> Option<Box<Conn>> {
+    fn checkout(&self, key: &KeyRef<'_>, now: Instant) -> Option<Box<Conn>> {
         loop {
             let mut conn = lock(&self.shard(key.thread).0).get_mut(key)?.pop_back()?;
             if conn.usable(now) {
@@ -261,8 +286,11 @@ impl Pool {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri).await?;
+        // Its own copy of the authority (see `Key`).
+        let own = Authority::from_maybe_shared(Bytes::copy_from_slice(authority.as_str().as_bytes()))?;
         Ok(Box::new(Conn {
             io: TokioIo::new(io),
+            key: Key { tls: *scheme == Scheme::HTTPS, authority: own, thread: thread_number() },
             buf: BytesMut::with_capacity(8 * 1024),
             idle_since: Instant::now(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -282,7 +310,7 @@ impl std::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, FxHashMap<Key, VecDeque<Box<Conn>>>> {
+fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, hashbrown::HashMap<Key, VecDeque<Box<Conn>>, FxBuildHasher>> {
     // Every critical section is one map or deque call: the map stays consistent after a panic.
     idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -294,7 +322,6 @@ pub struct UpstreamBody {
     framing: Framing,
     reusable: bool,
     idle: Arc<Shard>,
-    key: Key,
     /// When the request went out: the connection's idle time counts from here.
     sent: Instant,
 }
@@ -340,7 +367,11 @@ impl UpstreamBody {
         let now = self.sent;
         conn.idle_since = now;
         let mut idle = lock(&self.idle.0);
-        let conns = idle.entry(self.key.clone()).or_default();
+        // The key cloned only for the first connection of its origin.
+        let conns = match idle.get_mut(&conn.key) {
+            Some(conns) => conns,
+            None => idle.entry(conn.key.clone()).or_default(),
+        };
         while conns.front().is_some_and(|c| c.idle_too_long(now)) || conns.len() >= MAX_IDLE_PER_ORIGIN {
             conns.pop_front();
         }
@@ -443,7 +474,8 @@ mod tests {
         let conn = pool.connect(&Scheme::HTTP, &authority, far).await.expect("connect");
         let (mut far_end, _) = upstream.accept().await.expect("accept");
         // Back in the pool, as after an answer read to its end.
-        let key = Key { tls: false, authority, thread: thread_number() };
+        let key = conn.key.clone();
+        assert_eq!(key.authority, authority);
         lock(&pool.shard(key.thread).0).entry(key.clone()).or_default().push_back(conn);
         let now = Instant::now();
         assert_eq!(pool.reap(now), 0, "not idle long enough yet");
