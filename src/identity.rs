@@ -1,6 +1,7 @@
 //! Requester → subject: who the internal app says the user is, and which SaaS user (the JWT `sub`)
 //! that becomes. An empty or unmapped requester never yields a subject (fail closed).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -52,7 +53,9 @@ impl SubjectMap {
 
     /// The subject for a requester: the table first (case-insensitive), then the template, then
     /// the requester itself if `unmapped = "as-is"`.
-    pub fn subject_for(&self, requester: &str) -> Result<Arc<str>, MappingError> {
+    /// Lent from the table when mapped there: the serving threads share the table, and a
+    /// reference count taken per request moved its cache line between their cores.
+    pub fn subject_for(&self, requester: &str) -> Result<Cow<'_, str>, MappingError> {
         let requester = requester.trim();
         if requester.is_empty() {
             return Err(MappingError::Empty);
@@ -74,19 +77,19 @@ impl SubjectMap {
         }
         if !self.table.is_empty() {
             let lower = if requester.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-                std::borrow::Cow::Owned(requester.to_lowercase())
+                Cow::Owned(requester.to_lowercase())
             } else {
-                std::borrow::Cow::Borrowed(requester)
+                Cow::Borrowed(requester)
             };
             if let Some(subject) = self.table.get(lower.as_ref()) {
-                return Ok(Arc::clone(subject));
+                return Ok(Cow::Borrowed(subject));
             }
         }
         if let Some(subject) = self.template.as_ref().and_then(|t| t.apply(requester)) {
-            return Ok(subject.into());
+            return Ok(Cow::Owned(subject));
         }
         match self.unmapped {
-            Unmapped::AsIs => Ok(requester.into()),
+            Unmapped::AsIs => Ok(Cow::Owned(requester.to_owned())),
             Unmapped::Reject => Err(MappingError::Unmapped(requester.to_owned())),
         }
     }

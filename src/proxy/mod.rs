@@ -241,7 +241,8 @@ struct RequestCtx<'a> {
     request_id: RequestId,
     /// Set on SOAP routes: the version faults are written in.
     soap: Option<SoapVersion>,
-    subject: Option<Arc<str>>,
+    /// Lent from the config's table when mapped there (no reference count taken per request).
+    subject: Option<std::borrow::Cow<'a, str>>,
     caller: Option<String>,
     /// The SOAP operation: its index in the WSDL's operations, and its name.
     operation: Option<(usize, Arc<str>)>,
@@ -335,9 +336,9 @@ impl Generation {
             .max_by_key(|r| r.path.len())
     }
 
-    async fn run<B>(
-        &self,
-        ctx: &mut RequestCtx<'_>,
+    async fn run<'g, B>(
+        &'g self,
+        ctx: &mut RequestCtx<'g>,
         parts: &mut http::request::Parts,
         body: B,
         from: &crate::server::Peer,
@@ -436,10 +437,9 @@ impl Generation {
         };
         // Not forwarded: the requester header, the caller's API key header.
         let strip = [requester_header, self.config.policy.api_key_header.as_ref()];
-        let subject = self.config.subjects.subject_for(&requester_text)?;
-        ctx.subject = Some(subject.clone());
+        let subject: &str = ctx.subject.insert(self.config.subjects.subject_for(&requester_text)?);
         if let Some(caller) = caller {
-            let decision = caller.authorize(&subject, &route.name, ctx.operation.as_ref().map(|(_, name)| &**name));
+            let decision = caller.authorize(subject, &route.name, ctx.operation.as_ref().map(|(_, name)| &**name));
             tracing::info!(
                 target: "audit",
                 request_id = %ctx.request_id,
@@ -454,12 +454,12 @@ impl Generation {
             decision.map_err(ProxyError::Denied)?;
         }
         let provider = &route.provider;
-        let key = KeyRef { provider: &provider.identity, subject: &subject, scope: provider.scope.as_deref() };
+        let key = KeyRef { provider: &provider.identity, subject, scope: provider.scope.as_deref() };
         // The clock read once for what follows (the token's freshness, the upstream connection's
         // idle time, the deadline for the answer): each reading costs ~20 ns (vDSO). Read again
         // only when the token had to be waited for.
         let mut now = Instant::now();
-        let mut token = self.get_token(provider, key, &subject, &mut now).await?;
+        let mut token = self.get_token(provider, key, &mut now).await?;
         let mut replayed = false;
         loop {
             let origin = self.origin(route, &token)?;
@@ -492,10 +492,10 @@ impl Generation {
                 subject = %subject,
                 "Upstream refused the session; renewing it and sending the request once more."
             );
-            self.store.invalidate(&token_key(provider, &subject), &token);
+            self.store.invalidate(&token_key(provider, subject), &token);
             crate::metrics::METRICS.cache(crate::metrics::CacheOutcome::Renegotiation);
             now = Instant::now();
-            token = self.get_token(provider, key, &subject, &mut now).await?;
+            token = self.get_token(provider, key, &mut now).await?;
             replayed = true;
         }
     }
@@ -508,7 +508,6 @@ impl Generation {
         &self,
         provider: &Arc<crate::token::provider::Provider>,
         key: KeyRef<'_>,
-        subject: &Arc<str>,
         now: &mut Instant,
     ) -> Result<Arc<Token>, ProxyError> {
         if let Some(token) = self.store.fresh(key, *now) {
@@ -516,9 +515,10 @@ impl Generation {
         }
         let fetch_provider = Arc::clone(provider);
         let clock = self.clock.clone();
-        let fetch_subject = Arc::clone(subject);
-        let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
+        let subject = key.subject;
         let key = token_key(provider, subject);
+        let fetch_subject = Arc::clone(&key.subject);
+        let fetch: Fetch = Box::new(move || async move { fetch_provider.fetch(&fetch_subject, &clock).await }.boxed());
         let token = self
             .store
             .get_or_fetch(&key, fetch)
@@ -571,8 +571,8 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Result<&'
 }
 
 /// What a token is stored under for this provider and subject.
-fn token_key(provider: &crate::token::provider::Provider, subject: &Arc<str>) -> TokenKey {
-    TokenKey { provider: provider.identity.clone(), subject: Arc::clone(subject), scope: provider.scope.clone() }
+fn token_key(provider: &crate::token::provider::Provider, subject: &str) -> TokenKey {
+    TokenKey { provider: provider.identity.clone(), subject: Arc::from(subject), scope: provider.scope.clone() }
 }
 
 /// How the token goes into the request, per protocol: what a replay needs to do it again. The
