@@ -58,6 +58,19 @@ impl AccessToken {
     pub fn authorization(&self) -> http::HeaderValue {
         self.0.clone()
     }
+
+    /// The same token in bytes of its own (`HeaderValue::clone` shares them, and with them a
+    /// reference count).
+    pub fn copy(&self) -> AccessToken {
+        let mut value = http::HeaderValue::from_bytes(self.0.as_bytes()).unwrap_or_else(|_| self.0.clone());
+        value.set_sensitive(true);
+        AccessToken(value)
+    }
+
+    /// Whether `other` is the same token.
+    pub fn same(&self, other: &AccessToken) -> bool {
+        self.0.as_bytes() == other.0.as_bytes()
+    }
 }
 
 impl fmt::Debug for AccessToken {

@@ -77,6 +77,11 @@ impl Origin {
         Ok(Origin { url, scheme, authority, path, host })
     }
 
+    /// The same origin in allocations of its own (`clone` shares the authority's and host's bytes).
+    pub fn copy(&self) -> Origin {
+        Origin::new(self.url.clone()).unwrap_or_else(|_| self.clone())
+    }
+
     pub fn url(&self) -> &Url {
         &self.url
     }

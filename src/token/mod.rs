@@ -68,6 +68,29 @@ pub struct Token {
     pub expires_at: Instant,
 }
 
+impl Token {
+    /// The same token for one serving thread to keep: its header value and instance in
+    /// allocations of their own. Workers that shared one token took its reference counts (the
+    /// token's, its header value's, its instance authority's) per request, each time moving
+    /// their cache line from the other core.
+    pub fn copy_for_thread(&self) -> Token {
+        Token {
+            access_token: self.access_token.copy(),
+            token_type: self.token_type.clone(),
+            instance_url: self.instance_url.as_ref().map(|origin| Arc::new(origin.copy())),
+            scope: self.scope.clone(),
+            id: self.id.clone(),
+            refresh_at: self.refresh_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// Whether `other` is this token (or a copy of it).
+    pub fn same(&self, other: &Token) -> bool {
+        self.access_token.same(&other.access_token)
+    }
+}
+
 /// Why no token could be had. Cloned to every request that waited on the same exchange.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {

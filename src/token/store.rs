@@ -173,9 +173,10 @@ const FRONT_ENTRIES: usize = 256;
 struct Front {
     store: u64,
     generation: u64,
-    /// The held token, and when it was taken from moka (ms after the store's epoch).
-    /// Looked up by a lent key (`KeyRef`), hence hashbrown's map rather than std's.
-    entries: hashbrown::HashMap<TokenKey, (Arc<Held>, u64), rustc_hash::FxBuildHasher>,
+    /// The held token, the thread's own copy of it (`Token::copy_for_thread`), and when it was
+    /// taken from moka (ms after the store's epoch). Looked up by a lent key (`KeyRef`), hence
+    /// hashbrown's map rather than std's.
+    entries: hashbrown::HashMap<TokenKey, (Arc<Held>, Arc<Token>, u64), rustc_hash::FxBuildHasher>,
 }
 
 thread_local! {
@@ -218,21 +219,21 @@ impl Inner {
                 front.entries.clear();
                 (front.store, front.generation) = (self.id, generation);
             }
-            if let Some((held, taken)) = front.entries.get(&key)
+            if let Some((held, copy, taken)) = front.entries.get(&key)
                 && now.saturating_sub(*taken) < FRONT_MS
                 && !self.idle_at(held, now)
             {
                 held.touch(now);
-                return Some(Arc::clone(&held.token));
+                return Some(Arc::clone(copy));
             }
             let key = key.to_key();
             let held = self.lookup_held(&key, now)?;
             if front.entries.len() >= FRONT_ENTRIES {
                 front.entries.clear();
             }
-            let token = Arc::clone(&held.token);
-            front.entries.insert(key, (held, now));
-            Some(token)
+            let copy = Arc::new(held.token.copy_for_thread());
+            front.entries.insert(key, (held, Arc::clone(&copy), now));
+            Some(copy)
         })
     }
 }
@@ -299,7 +300,8 @@ impl TokenStore for MemoryStore {
     }
 
     fn invalidate(&self, key: &TokenKey, token: &Arc<Token>) {
-        if self.inner.tokens.get(key).is_some_and(|current| Arc::ptr_eq(&current.token, token)) {
+        // By value: a thread's front serves a copy of the stored token.
+        if self.inner.tokens.get(key).is_some_and(|current| current.token.same(token)) {
             self.inner.tokens.invalidate(key);
         }
         // Even when moka no longer holds it: a thread's `Front` may.
@@ -418,26 +420,34 @@ mod tests {
         let first = store.get_or_fetch(&k, fetching(clock.clone(), 0)).await.expect("first");
         let now = std::time::Instant::now();
         for _ in 0..3 {
-            assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
+            assert!(store.fresh(k.lent(), now).is_some_and(|t| t.same(&first)));
         }
+        // The thread's own copy: neither the token's allocation nor its header value's bytes
+        // are the stored token's.
+        let copy = store.fresh(k.lent(), now).expect("served");
+        assert!(!Arc::ptr_eq(&copy, &first));
+        let bytes = |t: &Token| t.access_token.authorization().as_bytes().as_ptr();
+        assert_ne!(bytes(&copy), bytes(&first));
+        assert_eq!(copy.access_token.expose(), first.access_token.expose());
         // Another store on this thread, same key, as many tokens stored: only its own tokens.
         let other = MemoryStore::new(100, Duration::from_secs(600), clock.clone());
         assert!(other.fresh(k.lent(), now).is_none());
         let its_own = other.get_or_fetch(&k, fetching(clock.clone(), 9)).await.expect("its own");
         for _ in 0..2 {
-            assert!(other.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &its_own)));
-            assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &first)));
+            assert!(other.fresh(k.lent(), now).is_some_and(|t| t.same(&its_own)));
+            assert!(store.fresh(k.lent(), now).is_some_and(|t| t.same(&first)));
         }
 
-        store.invalidate(&k, &first);
+        // Refused upstream, as the copy the request was served.
+        store.invalidate(&k, &copy);
         assert!(store.fresh(k.lent(), now).is_none(), "refused upstream: not served again");
         let second = store.get_or_fetch(&k, fetching(clock.clone(), 1)).await.expect("second");
-        assert!(store.fresh(k.lent(), now).is_some_and(|t| Arc::ptr_eq(&t, &second)));
+        assert!(store.fresh(k.lent(), now).is_some_and(|t| t.same(&second)));
 
         // Served from the front, the subject is still in use: not dropped as idle...
         for _ in 0..4 {
             clock.advance(Duration::from_secs(300));
-            assert!(store.fresh(k.lent(), std::time::Instant::now()).is_some_and(|t| Arc::ptr_eq(&t, &second)));
+            assert!(store.fresh(k.lent(), std::time::Instant::now()).is_some_and(|t| t.same(&second)));
         }
         // ...until it is unused for longer than the idle time.
         clock.advance(Duration::from_secs(601));
