@@ -95,7 +95,8 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> std::io::Result<()> {
     let config = app.config();
-    let drain = config.drain;
+    let timeouts =
+        server::Timeouts { keepalive: config.keepalive_timeout, client: config.client_timeout, drain: config.drain };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     // One handoff per worker; `server::dispatch` accepts and shares the connections out.
@@ -134,7 +135,7 @@ pub async fn run(
             let _ = std::fs::remove_file(path);
             let listener = tokio::net::UnixListener::bind(path)?;
             tracing::info!(socket = %path.display(), "Listening on the Unix socket.");
-            Some(tokio::spawn(server::serve_unix(listener, handler.clone(), stopped(), drain)))
+            Some(tokio::spawn(server::serve_unix(listener, handler.clone(), stopped(), timeouts)))
         }
         None => None,
     };
@@ -158,7 +159,7 @@ pub async fn run(
             let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
                 runtime.block_on(async move {
                     tokio::spawn(reaper);
-                    server::serve(server::Source::Handed(handoff), tls, handler, stop, drain).await;
+                    server::serve(server::Source::Handed(handoff), tls, handler, stop, timeouts).await;
                     let _ = done_tx.send(());
                     // Token exchanges this thread started may be awaited by requests on others:
                     // its runtime runs until every worker is done.
@@ -180,7 +181,7 @@ pub async fn run(
     }
     tokio::spawn(reap_idle_upstreams(Arc::clone(&app), stopped()));
     let accepting = tokio::spawn(server::dispatch(listener, senders, stopped()));
-    let tcp = tokio::spawn(server::serve(server::Source::Handed(first), tls, handler, stopped(), drain));
+    let tcp = tokio::spawn(server::serve(server::Source::Handed(first), tls, handler, stopped(), timeouts));
     // The admin listener answers until the proxy's listeners are done (`/readyz` says 503 then).
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = admin_listener.map(|listener| {
@@ -189,7 +190,8 @@ pub async fn run(
         let stop = async {
             let _ = admin_stop_rx.await;
         };
-        tokio::spawn(server::serve(listener, None, handler, stop, Duration::from_secs(1)))
+        let timeouts = server::Timeouts { drain: Duration::from_secs(1), ..timeouts };
+        tokio::spawn(server::serve(listener, None, handler, stop, timeouts))
     });
     ready.set(true);
     systemd::notify("READY=1");

@@ -96,6 +96,10 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// How long requests in flight may take to finish on shutdown.
     pub drain: Duration,
+    /// How long a caller's connection waits for a request's first byte.
+    pub keepalive_timeout: Duration,
+    /// How long a caller may stall within a request or while taking its answer.
+    pub client_timeout: Duration,
     /// Threads serving requests (0: one per CPU).
     pub workers: usize,
     /// Each serving thread kept on a CPU of its own.
@@ -237,6 +241,13 @@ fn validate(raw: &RawConfig, errors: &mut Errors<'_>) -> Checked {
             None
         }
     };
+    for (name, limit) in
+        [("keepalive_timeout", raw.server.keepalive_timeout), ("client_timeout", raw.server.client_timeout)]
+    {
+        if limit.is_zero() {
+            errors.at(0..0, format!("server.{name} must be more than 0s"));
+        }
+    }
     if raw.providers.is_empty() {
         errors.at(0..0, "no [[providers]]: at least one token endpoint is needed");
     }
@@ -690,6 +701,8 @@ fn build(raw: RawConfig, checked: Checked, base: &Path, errors: &mut Errors<'_>)
             .collect(),
         admin_listen: checked.admin_listen,
         drain: raw.server.drain_timeout,
+        keepalive_timeout: raw.server.keepalive_timeout,
+        client_timeout: raw.server.client_timeout,
         workers: raw.server.workers,
         pin_workers: raw.server.pin_workers,
         log_format: raw.log.format,
@@ -931,6 +944,7 @@ mod tests {
         let text = r#"
 [server]
 listen = "nowhere"
+keepalive_timeout = "0s"
 
 [[providers]]
 name = "sf"
@@ -950,12 +964,13 @@ upstream = "instance_url"
         let errs = Config::from_toml(text, Path::new("t.toml"), Path::new(".")).unwrap_err();
         let shown = errs.to_string();
         assert!(shown.contains("t.toml:3:10: listen 'nowhere'"), "{shown}");
-        assert!(shown.contains("t.toml:7:13: token_url"), "{shown}");
-        assert!(shown.contains("t.toml:11:22: assertion_lifetime"), "{shown}");
-        assert!(shown.contains(":15:8: path 'api'"), "{shown}");
-        assert!(shown.contains(":17:12: route 'r' names provider 'other'"), "{shown}");
+        assert!(shown.contains("server.keepalive_timeout must be more than 0s"), "{shown}");
+        assert!(shown.contains("t.toml:8:13: token_url"), "{shown}");
+        assert!(shown.contains("t.toml:12:22: assertion_lifetime"), "{shown}");
+        assert!(shown.contains(":16:8: path 'api'"), "{shown}");
+        assert!(shown.contains(":18:12: route 'r' names provider 'other'"), "{shown}");
         assert!(shown.contains("needs a wsdl"), "{shown}");
-        assert_eq!(errs.0.len(), 6, "{shown}");
+        assert_eq!(errs.0.len(), 7, "{shown}");
     }
 
     #[test]

@@ -189,6 +189,15 @@ pub struct RawServer {
     /// On SIGTERM, how long requests in flight may take to finish. Default 30 s.
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// How long a caller's connection may wait for its next request's first byte (a new
+    /// connection's first too) before it is closed. Default 75 s (nginx's `keepalive_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
+    /// How long a caller may go without sending more of a request it began (head or body) or
+    /// taking more of its answer: past it, a head is refused with 408 and the connection closed.
+    /// Default 60 s (nginx's `client_header_timeout`, `client_body_timeout`, `send_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub client_timeout: Duration,
     /// Threads serving requests. Default 0: one per CPU.
     pub workers: usize,
     /// Each serving thread kept on a CPU of its own (of those the process may use). Default
@@ -215,6 +224,8 @@ impl Default for RawServer {
             max_tokens: 100_000,
             token_idle: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(75),
+            client_timeout: Duration::from_secs(60),
             workers: 0,
             pin_workers: false,
         }

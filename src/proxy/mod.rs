@@ -226,6 +226,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.pin_workers != new.pin_workers {
         changed.push("server.pin_workers");
     }
+    if old.keepalive_timeout != new.keepalive_timeout || old.client_timeout != new.client_timeout {
+        changed.push("server.keepalive_timeout/client_timeout");
+    }
     if old.log_format != new.log_format {
         changed.push("log.format");
     }

@@ -28,6 +28,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::guard::{Guarded, Timeouts};
 use super::{Answer, Peer, Watch};
 use crate::proxy::error::ProxyError;
 use crate::proxy::h1::{self, Chunked, Framing, Span};
@@ -46,18 +47,19 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// The connection, and what has been read from it past the messages taken off.
 struct Wire {
-    io: Box<dyn Stream>,
+    io: Guarded,
     buf: BytesMut,
 }
 
 /// Serves the requests of one connection to its end: the caller closes it, a request cannot be
-/// read, or shutdown begins (between requests; one in flight is answered first).
-pub(super) async fn serve<H, Fut>(io: Box<dyn Stream>, peer: Peer, handler: H, watch: &mut Watch)
+/// read, shutdown begins (between requests; one in flight is answered first), or the caller
+/// keeps the connection waiting past `timeouts` (see `guard`).
+pub(super) async fn serve<H, Fut>(io: Box<dyn Stream>, peer: Peer, handler: H, watch: &mut Watch, timeouts: Timeouts)
 where
     H: Fn(Request<RequestBody>, Peer) -> Fut,
     Fut: Future<Output: Into<Answer>>,
 {
-    let mut wire = Wire { io, buf: BytesMut::new() };
+    let mut wire = Wire { io: Guarded::new(io, timeouts), buf: BytesMut::new() };
     // Each answer's head is written here: one buffer for the connection's life.
     let mut out = Vec::new();
     loop {
@@ -90,7 +92,9 @@ where
                     _ => Framing::Chunked(Chunked::Size),
                 };
                 let back = Arc::new(Back::default());
-                let (io, buf) = (std::mem::replace(&mut wire.io, Box::new(Closed)), std::mem::take(&mut wire.buf));
+                // The connection's stream, with its timer, goes to the body.
+                let stand_in = Guarded::new(Box::new(Closed), timeouts);
+                let (io, buf) = (std::mem::replace(&mut wire.io, stand_in), std::mem::take(&mut wire.buf));
                 let lent = Lent {
                     wire: Some(Wire { io, buf }),
                     framing,
@@ -148,8 +152,9 @@ struct Refusal {
 }
 
 /// Reads until a request's head is complete. `None`: the caller closed the connection (or reset
-/// it) between requests or inside a head, or shutdown began with nothing of a request read:
-/// there is no one to answer.
+/// it) between requests or inside a head, shutdown began with nothing of a request read, or no
+/// request came within the keep-alive time: there is no one to answer. A head begun and not
+/// finished within the client time is refused (408).
 async fn next_request(wire: &mut Wire, watch: &mut Watch) -> Result<Option<Parsed>, Refusal> {
     std::future::poll_fn(|cx| {
         loop {
@@ -165,8 +170,18 @@ async fn next_request(wire: &mut Wire, watch: &mut Watch) -> Result<Option<Parse
             } else if watch.poll_begun(cx).is_ready() {
                 return Poll::Ready(Ok(None));
             }
+            // Waiting for a request's first byte: the keep-alive time applies.
+            wire.io.between = wire.buf.is_empty();
             match ready!(h1::poll_fill(&mut wire.io, &mut wire.buf, cx)) {
-                Ok(n) if n > 0 => {}
+                Ok(n) if n > 0 => wire.io.between = false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !wire.buf.is_empty() => {
+                    let detail = format!("the request's head did not come whole: {e}");
+                    return Poll::Ready(Err(Refusal {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        code: "request_timeout",
+                        detail,
+                    }));
+                }
                 _ => return Poll::Ready(Ok(None)),
             }
         }
@@ -716,6 +731,11 @@ mod tests {
     /// A server whose handler answers `/echo` with what it received, `/ignore` without reading
     /// the body, `/stream` with a body of unknown length in two pieces.
     async fn server() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        server_with(Timeouts { drain: Duration::from_secs(1), ..Timeouts::default() }).await
+    }
+
+    /// `server` waiting on its callers as long as `timeouts` say.
+    async fn server_with(timeouts: Timeouts) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
         let at = listener.local_addr().expect("address");
         let handler = |req: Request<RequestBody>, _: Peer| async move {
@@ -757,7 +777,12 @@ mod tests {
             };
             Response::new(crate::proxy::full(Bytes::from(text))).into()
         };
-        (at, super::super::spawn(listener, None, handler))
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        tokio::spawn(super::super::serve(listener, None, handler, shutdown, timeouts));
+        (at, stop)
     }
 
     /// A body that says it is 5 bytes long and ends at once.
@@ -966,5 +991,41 @@ mod tests {
         let broken = exchange(at, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
         assert!(broken.contains("unreadable: the body has an invalid chunk size"), "{broken}");
         assert!(broken.contains("connection: close\r\n"), "{broken}");
+    }
+
+    /// A caller that keeps its connection waiting is let go: one that sends nothing, on a new
+    /// connection or after an answer, is closed at the keep-alive time without a word; one that
+    /// stops inside a request's head is refused with 408 at the client time; one that stops
+    /// inside a body fails the handler's read, whose answer still goes out before the close.
+    #[tokio::test]
+    async fn callers_that_keep_a_connection_waiting_are_let_go() {
+        let keepalive = Duration::from_millis(300);
+        let client = Duration::from_millis(200);
+        let (at, _stop) = server_with(Timeouts { keepalive, client, drain: Duration::from_secs(1) }).await;
+
+        let started = std::time::Instant::now();
+        assert_eq!(exchange(at, b"").await, "", "nothing sent: closed without a word");
+        assert!(started.elapsed() >= keepalive, "closed after {:?}", started.elapsed());
+
+        let started = std::time::Instant::now();
+        let answer = exchange(at, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.ends_with("GET /echo 0 "), "{answer}");
+        assert!(!answer.contains("connection: close"), "kept alive: {answer}");
+        assert!(started.elapsed() >= keepalive, "closed after {:?}", started.elapsed());
+
+        let started = std::time::Instant::now();
+        let answer = exchange(at, b"GET /echo HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+        assert!(answer.contains("content-type: application/problem+json\r\n"), "{answer}");
+        assert!(
+            answer.contains("request_timeout") && answer.contains("the request's head did not come whole"),
+            "{answer}"
+        );
+        assert!(!answer.contains("GET /echo"), "the handler saw it: {answer}");
+        assert!(started.elapsed() >= client, "refused after {:?}", started.elapsed());
+
+        let answer = exchange(at, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").await;
+        assert!(answer.contains("unreadable: no progress from the caller in 0.2 s"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
     }
 }

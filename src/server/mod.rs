@@ -18,8 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::proxy::ProxyBody;
 
 mod conn;
+mod guard;
 
 pub use conn::{RequestBody, read_request};
+pub use guard::Timeouts;
 
 /// What a handler answers: a response, and header lines passed on as they were read (an
 /// upstream answer's, without those of its connection: `proxy::h1::Passed`). Those are written
@@ -213,14 +215,15 @@ impl From<TcpListener> for Source {
     }
 }
 
-/// Serves the connections of `source` until `shutdown` resolves, then waits up to `drain` for
-/// open connections to finish. With `tls`, every connection is a TLS server connection first.
+/// Serves the connections of `source` until `shutdown` resolves, then waits up to
+/// `timeouts.drain` for open connections to finish. With `tls`, every connection is a TLS server
+/// connection first. A caller is waited on as long as `timeouts` say.
 pub async fn serve<H, Fut>(
     source: impl Into<Source>,
     tls: Option<TlsAcceptor>,
     handler: H,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    timeouts: Timeouts,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output: Into<Answer>> + Send + 'static,
@@ -229,7 +232,7 @@ pub async fn serve<H, Fut>(
         let (tls, handler) = (&tls, &handler);
         move |(stream, peer): (tokio::net::TcpStream, std::net::SocketAddr), watch: Watch| {
             let open = open.as_ref().map(|count| OpenConnection(Arc::clone(count)));
-            tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watch, open));
+            tokio::spawn(connection(stream, peer, tls.clone(), handler.clone(), watch, open, timeouts));
         }
     };
     let closing = match source.into() {
@@ -259,7 +262,7 @@ pub async fn serve<H, Fut>(
             accept_loop(next, on_connection(Some(open)), shutdown).await
         }
     };
-    self::drain(closing, drain).await;
+    self::drain(closing, timeouts.drain).await;
 }
 
 /// Serves `listener` (with `tls`) in a task of its own until the returned sender is dropped or
@@ -273,7 +276,8 @@ where
     let shutdown = async {
         let _ = stopped.await;
     };
-    tokio::spawn(serve(listener, tls, handler, shutdown, Duration::from_secs(1)));
+    let timeouts = Timeouts { drain: Duration::from_secs(1), ..Timeouts::default() };
+    tokio::spawn(serve(listener, tls, handler, shutdown, timeouts));
     stop
 }
 
@@ -348,6 +352,7 @@ async fn connection<H, Fut>(
     handler: H,
     watch: Watch,
     _open: Option<OpenConnection>,
+    timeouts: Timeouts,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output: Into<Answer>> + Send + 'static,
@@ -357,7 +362,7 @@ async fn connection<H, Fut>(
     match tls {
         None => {
             let peer = Peer { addr: Some(peer), cert: None, user: None };
-            conn::serve(Box::new(stream), peer, handler, &mut watch).await;
+            conn::serve(Box::new(stream), peer, handler, &mut watch, timeouts).await;
         }
         Some(acceptor) => {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -377,7 +382,8 @@ async fn connection<H, Fut>(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| std::sync::Arc::new(c.clone().into_owned()));
-            conn::serve(Box::new(stream), Peer { addr: Some(peer), cert, user: None }, handler, &mut watch).await;
+            conn::serve(Box::new(stream), Peer { addr: Some(peer), cert, user: None }, handler, &mut watch, timeouts)
+                .await;
         }
     }
 }
@@ -389,7 +395,7 @@ pub async fn serve_unix<H, Fut>(
     listener: tokio::net::UnixListener,
     handler: H,
     shutdown: impl Future<Output = ()>,
-    drain: Duration,
+    timeouts: Timeouts,
 ) where
     H: Fn(Request<RequestBody>, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output: Into<Answer>> + Send + 'static,
@@ -399,12 +405,12 @@ pub async fn serve_unix<H, Fut>(
         let handler = handler.clone();
         let mut watch = watch;
         tokio::spawn(async move {
-            conn::serve(Box::new(stream), Peer { addr: None, cert: None, user }, handler, &mut watch).await;
+            conn::serve(Box::new(stream), Peer { addr: None, cert: None, user }, handler, &mut watch, timeouts).await;
         });
     };
     let closing = accept_loop(|| listener.accept(), on_connection, shutdown).await;
     drop(listener);
-    self::drain(closing, drain).await;
+    self::drain(closing, timeouts.drain).await;
 }
 
 /// A TLS acceptor for a PEM certificate chain and private key.
@@ -560,7 +566,7 @@ mod tests {
             async {
                 let _ = stop_rx.await;
             },
-            drain_time,
+            Timeouts { drain: drain_time, ..Timeouts::default() },
         ));
         let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
         // An idle keep-alive connection: one request answered, then nothing.
