@@ -55,33 +55,32 @@ struct Key {
     thread: u32,
 }
 
-/// A `Key` lent for a look-up.
+/// A `Key` lent for a look-up. `Key` compares and hashes as its `KeyRef`, so the two agree.
+/// Authorities compared and hashed as the bytes they are (upstream bases are written lowercase
+/// by the URL parser): `Authority`'s own case-folding comparison and byte-by-byte hash cost more
+/// than the rest of a checkout.
+#[derive(PartialEq, Eq, Hash)]
 struct KeyRef<'a> {
-    tls: bool,
     authority: &'a str,
+    tls: bool,
     thread: u32,
+}
+
+impl Key {
+    fn lent(&self) -> KeyRef<'_> {
+        KeyRef { authority: self.authority.as_str(), tls: self.tls, thread: self.thread }
+    }
 }
 
 impl hashbrown::Equivalent<Key> for KeyRef<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        self.tls == key.tls && self.thread == key.thread && self.authority == key.authority.as_str()
+        *self == key.lent()
     }
 }
 
-impl std::hash::Hash for KeyRef<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.authority.hash(state);
-        self.tls.hash(state);
-        self.thread.hash(state);
-    }
-}
-
-// Authorities compared and hashed as the bytes they are (upstream bases are written lowercase
-// by the URL parser): `Authority`'s own case-folding comparison and byte-by-byte hash cost more
-// than the rest of a checkout.
 impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
-        self.tls == other.tls && self.thread == other.thread && self.authority.as_str() == other.authority.as_str()
+        self.lent() == other.lent()
     }
 }
 
@@ -89,9 +88,7 @@ impl Eq for Key {}
 
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.authority.as_str().hash(state);
-        self.tls.hash(state);
-        self.thread.hash(state);
+        self.lent().hash(state);
     }
 }
 
