@@ -183,13 +183,28 @@ async fn json_logs_carry_the_request_id_and_sighup_reloads_the_config() {
     assert!(!lines.iter().any(|l| l.contains("00DLOOPBACK")), "no token in the logs");
 }
 
-/// `workers = 3`: two more threads serve beside the main one, each with a runtime of its own, the
-/// main one accepting and sharing the connections out. Requests on many connections at once are
-/// all answered; on SIGTERM the listener closes and every thread lets its requests in flight
-/// finish before the process exits.
+/// `workers = 3`: three threads of one work-stealing runtime serve, taking connections from the
+/// one listener. Requests on many connections at once are all answered; on SIGTERM the listener
+/// closes and the requests in flight finish before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_worker_thread_serves_and_drains_on_sigterm() {
-    let Service { upstream, notify, mut child, listen, dir: _dir, idp: _idp, .. } = Service::start("workers = 3").await;
+    serves_and_drains("workers = 3", |names| names.iter().filter(|t| *t == "oauth-egress-w").count() >= 3).await;
+}
+
+/// `workers = 3` pinned: two more threads serve beside the main one, each with a runtime of its
+/// own, the main one accepting and sharing the connections out; the same as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pinned_worker_thread_serves_and_drains_on_sigterm() {
+    serves_and_drains("workers = 3\npin_workers = true", |names| {
+        names.iter().any(|t| t == "oauth-egress-1") && names.iter().any(|t| t == "oauth-egress-2")
+    })
+    .await;
+}
+
+/// Starts the service with `workers` (config lines), waits until its threads' names satisfy
+/// `started`, then holds twelve requests at the upstream across a SIGTERM.
+async fn serves_and_drains(workers: &str, started: fn(&[String]) -> bool) {
+    let Service { upstream, notify, mut child, listen, dir: _dir, idp: _idp, .. } = Service::start(workers).await;
     let mut buf = [0u8; 256];
     let pid = child.id().unwrap();
     // A thread takes its name once it runs.
@@ -200,11 +215,7 @@ async fn every_worker_thread_serves_and_drains_on_sigterm() {
             .map(|name| name.trim().to_owned())
             .collect()
     };
-    wait_until("threads oauth-egress-1 and -2", || {
-        let names = threads();
-        names.iter().any(|t| t == "oauth-egress-1") && names.iter().any(|t| t == "oauth-egress-2")
-    })
-    .await;
+    wait_until("the serving threads", || started(&threads())).await;
 
     // Twelve connections, a request on each, all held at the upstream when SIGTERM arrives.
     let client = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();

@@ -93,7 +93,7 @@ impl App {
         self
     }
 
-    /// Closes the calling thread's upstream connections idle too long (`pool::Pool::reap`).
+    /// Closes the upstream connections idle too long (`pool::Pool::reap`).
     pub fn reap_idle_upstreams(&self) -> usize {
         self.current.load().upstream.reap(Instant::now())
     }

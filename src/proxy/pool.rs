@@ -3,7 +3,7 @@
 //! reads on from the same connection and, once read to its end, puts the connection back. A
 //! pooled connection is not read while idle: one the upstream closed meanwhile is found closed
 //! when taken (a read that would not wait finds its end), and a new one is used instead. One
-//! idle past `IDLE_TIMEOUT` is closed, by `reap` (each serving thread calls it every 15 s) if
+//! idle past `IDLE_TIMEOUT` is closed, by `reap` (called every 15 s) if
 //! not when it is next looked at. Each connection keeps one timer for the deadline of the answer
 //! it waits for, moved on from request to request; the idle connections are kept in a shard per
 //! serving thread.
@@ -42,9 +42,10 @@ const MAX_IDLE_PER_ORIGIN: usize = 512;
 /// nobody comes for it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Where a connection goes: scheme (TLS or not) and authority; and which thread uses it. Each
-/// serving thread runs a runtime of its own, and a connection is registered with the runtime
-/// that opened it: used from another thread, every wake-up would cross threads. Each connection
+/// Where a connection goes: scheme (TLS or not) and authority; and which threads may use it
+/// (`owner`). A connection is registered with the runtime that opened it: a thread that runs a
+/// runtime of its own uses only the connections it opened (used from another thread, every
+/// wake-up would cross threads); the threads of the work-stealing runtime use any of theirs. Each connection
 /// holds its own (its authority copied when it was opened); a request looks connections up by a
 /// lent `KeyRef`. The request's authority belongs to a config or a token that every serving
 /// thread reads: cloned into a key per request, its reference count went from core to core.
@@ -169,7 +170,7 @@ impl Pool {
         Pool { connector, shards }
     }
 
-    /// The calling thread's shard (`thread`: its `thread_number`).
+    /// A thread's shard (`thread`: its `thread_number`).
     fn shard(&self, thread: u32) -> &Arc<Shard> {
         &self.shards[thread as usize % self.shards.len()]
     }
@@ -193,7 +194,7 @@ impl Pool {
         now: Instant,
         timeout: Duration,
     ) -> Result<(Response<UpstreamBody>, h1::Passed), BoxError> {
-        let key = KeyRef { tls: *scheme == Scheme::HTTPS, authority: authority.as_str(), thread: thread_number() };
+        let key = KeyRef { tls: *scheme == Scheme::HTTPS, authority: authority.as_str(), thread: owner() };
         let deadline = tokio::time::Instant::from_std(now) + timeout;
         loop {
             let (mut conn, reused) = match self.checkout(&key, now) {
@@ -231,7 +232,7 @@ impl Pool {
                         conn: Some(conn),
                         framing: head.framing,
                         reusable: head.reusable,
-                        idle: Arc::clone(self.shard(key.thread)),
+                        idle: Arc::clone(self.shard(thread_number())),
                         sent: now,
                     });
                     *response.status_mut() = head.status;
@@ -243,33 +244,40 @@ impl Pool {
         }
     }
 
-    /// Closes the calling thread's connections that have been idle for `IDLE_TIMEOUT` as of
-    /// `now` (each serving thread calls it every so often): after a burst, those nobody takes
-    /// again would otherwise stay open, or half-closed by the upstream, until the next request to
-    /// their origin. Returns how many it closed.
+    /// Closes the connections that have been idle for `IDLE_TIMEOUT` as of `now` (called every
+    /// so often): after a burst, those nobody takes again would otherwise stay open, or
+    /// half-closed by the upstream, until the next request to their origin. Returns how many it
+    /// closed.
     pub fn reap(&self, now: Instant) -> usize {
-        let thread = thread_number();
         let mut closing = Vec::new();
-        lock(&self.shard(thread).0).retain(|key, conns| {
-            // Oldest first: connections come back at the end.
-            while key.thread == thread && conns.front().is_some_and(|c| c.idle_too_long(now)) {
-                closing.extend(conns.pop_front());
-            }
-            !conns.is_empty()
-        });
+        for shard in &self.shards {
+            lock(&shard.0).retain(|_, conns| {
+                // Oldest first: connections come back at the end.
+                while conns.front().is_some_and(|c| c.idle_too_long(now)) {
+                    closing.extend(conns.pop_front());
+                }
+                !conns.is_empty()
+            });
+        }
         // Closed here, with the pool unlocked.
         closing.len()
     }
 
-    /// The most recently used idle connection to `key` that is still open and not too old.
-    /// Each candidate is checked (a read) with the pool unlocked.
+    /// The most recently used idle connection to `key` that is still open and not too old: from
+    /// the calling thread's shard, or (a thread of the work-stealing runtime finding none there)
+    /// from another's. Each candidate is checked (a read) with the pool unlocked.
     fn checkout(&self, key: &KeyRef<'_>, now: Instant) -> Option<Box<Conn>> {
-        loop {
-            let mut conn = lock(&self.shard(key.thread).0).get_mut(key)?.pop_back()?;
-            if conn.usable(now) {
-                return Some(conn);
+        let own = thread_number() as usize % self.shards.len();
+        let others = if key.thread == SHARED { self.shards.len() } else { 1 };
+        (0..others).find_map(|i| {
+            let shard = &self.shards[(own + i) % self.shards.len()];
+            loop {
+                let mut conn = lock(&shard.0).get_mut(key)?.pop_back()?;
+                if conn.usable(now) {
+                    return Some(conn);
+                }
             }
-        }
+        })
     }
 
     /// A new connection, its timer set to `deadline`.
@@ -287,7 +295,7 @@ impl Pool {
         let own = Authority::from_maybe_shared(Bytes::copy_from_slice(authority.as_str().as_bytes()))?;
         Ok(Box::new(Conn {
             io: TokioIo::new(io),
-            key: Key { tls: *scheme == Scheme::HTTPS, authority: own, thread: thread_number() },
+            key: Key { tls: *scheme == Scheme::HTTPS, authority: own, thread: owner() },
             buf: BytesMut::with_capacity(8 * 1024),
             idle_since: Instant::now(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -306,6 +314,24 @@ impl std::fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+/// The `Key::thread` of the connections the threads of the work-stealing runtime open and use.
+const SHARED: u32 = u32::MAX;
+
+thread_local! {
+    static ON_SHARED_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Says that the calling thread is one of the work-stealing runtime's (called as each starts):
+/// it opens connections every thread of that runtime may use, and uses theirs.
+pub fn on_shared_runtime() {
+    ON_SHARED_RUNTIME.with(|shared| shared.set(true));
+}
+
+/// The `Key::thread` of the connections the calling thread opens and may use.
+fn owner() -> u32 {
+    if ON_SHARED_RUNTIME.with(std::cell::Cell::get) { SHARED } else { thread_number() }
+}
 
 fn lock(idle: &Idle) -> std::sync::MutexGuard<'_, hashbrown::HashMap<Key, VecDeque<Box<Conn>>, FxBuildHasher>> {
     // Every critical section is one map or deque call: the map stays consistent after a panic.
@@ -483,5 +509,75 @@ mod tests {
         let mut byte = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(10), far_end.read(&mut byte)).await;
         assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    }
+
+    /// A connection one thread of the work-stealing runtime opened is taken by another thread of
+    /// it (one reactor serves them all); a thread with a runtime of its own takes only its own.
+    #[test]
+    fn threads_of_the_stealing_runtime_share_their_connections() {
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let authority: Authority = upstream.local_addr().expect("addr").to_string().parse().expect("authority");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let pool = Arc::new(super::super::forward::client(Duration::from_secs(5), &[]).expect("pool"));
+        let on_thread = |shared: bool, open: bool| {
+            let (pool, authority, handle) = (Arc::clone(&pool), authority.clone(), runtime.handle().clone());
+            std::thread::spawn(move || {
+                if shared {
+                    on_shared_runtime();
+                }
+                handle.block_on(async {
+                    if open {
+                        let far = tokio::time::Instant::now() + Duration::from_secs(60);
+                        let conn = pool.connect(&Scheme::HTTP, &authority, far).await.expect("connect");
+                        lock(&pool.shard(thread_number()).0).entry(conn.key.clone()).or_default().push_back(conn);
+                        return true;
+                    }
+                    let key = KeyRef { authority: authority.as_str(), tls: false, thread: owner() };
+                    let taken = pool.checkout(&key, Instant::now());
+                    let found = taken.is_some();
+                    if let Some(conn) = taken {
+                        lock(&pool.shard(thread_number()).0).entry(conn.key.clone()).or_default().push_back(conn);
+                    }
+                    found
+                })
+            })
+            .join()
+            .expect("thread")
+        };
+        assert!(on_thread(true, true), "opened");
+        assert!(!on_thread(false, false), "a thread with a runtime of its own does not take it");
+        assert!(on_thread(true, false), "another thread of the stealing runtime takes it");
+        assert!(on_thread(true, false), "and another, from the shard the last put it back in");
+    }
+
+    /// One reaper closes every thread's idle connections (the workers of a stealing runtime have
+    /// no thread of their own to reap from).
+    #[test]
+    fn reap_closes_connections_another_thread_made() {
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let authority: Authority = upstream.local_addr().expect("addr").to_string().parse().expect("authority");
+        let pool = Arc::new(super::super::forward::client(Duration::from_secs(5), &[]).expect("pool"));
+        // Made and put back on a thread of its own, with a runtime of its own.
+        let made = {
+            let (pool, authority) = (Arc::clone(&pool), authority.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    let far = tokio::time::Instant::now() + Duration::from_secs(60);
+                    let conn = pool.connect(&Scheme::HTTP, &authority, far).await.expect("connect");
+                    let key = conn.key.clone();
+                    lock(&pool.shard(key.thread).0).entry(key.clone()).or_default().push_back(conn);
+                    key.thread
+                })
+            })
+            .join()
+            .expect("thread")
+        };
+        assert_ne!(made, thread_number(), "made on another thread");
+        let (mut far_end, _) = upstream.accept().expect("accept");
+        assert_eq!(pool.reap(Instant::now() + IDLE_TIMEOUT), 1, "reaped from this thread");
+        far_end.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut byte = [0u8; 1];
+        assert!(matches!(std::io::Read::read(&mut far_end, &mut byte), Ok(0)), "the upstream sees it closed");
     }
 }
