@@ -216,6 +216,9 @@ struct Run {
     /// CPU time the serving processes spent per request, user and system, in µs.
     user_us: f64,
     sys_us: f64,
+    /// The busiest serving process's share of their CPU time (nginx's workers: 0.5 when two
+    /// shared the work evenly, 1.0 when one took every connection).
+    busiest: f64,
 }
 
 /// Field `n` (numbered as in proc(5), from 1) of `/proc/PID/stat`, as a number.
@@ -252,9 +255,14 @@ fn clock_ticks() -> f64 {
 
 /// `wrk` against `url` while counting the CPU time `pids` spend serving it.
 fn wrk_counted(url: &str, script: &Path, seconds: u64, connections: u64, raw: &mut String, pids: &[u32]) -> Run {
-    let (user0, sys0) = cpu_ticks(pids);
+    let each = || pids.iter().map(|&pid| cpu_ticks(&[pid])).collect::<Vec<_>>();
+    let before = each();
     let mut run = wrk(url, script, seconds, connections, raw);
-    let (user1, sys1) = cpu_ticks(pids);
+    let after = each();
+    let spent: Vec<u64> = before.iter().zip(&after).map(|(b, a)| (a.0 + a.1).saturating_sub(b.0 + b.1)).collect();
+    run.busiest = spent.iter().max().copied().unwrap_or(0) as f64 / spent.iter().sum::<u64>().max(1) as f64;
+    let sum = |ticks: &[(u64, u64)]| ticks.iter().fold((0, 0), |(u, s), t| (u + t.0, s + t.1));
+    let ((user0, sys0), (user1, sys1)) = (sum(&before), sum(&after));
     let tick_us = 1e6 / clock_ticks();
     let per_request = |ticks: u64| ticks as f64 * tick_us / run.requests.max(1) as f64;
     run.user_us = per_request(user1.saturating_sub(user0));
@@ -439,10 +447,14 @@ fn main() {
     // CPU time per request of the serving processes (ours; nginx's workers): the kernel's share
     // moves with the machine from round to round, and with it the ratio of requests per second.
     // Each round's pair on its own, in the order run: the spread the medians above sit in.
+    // nginx's busiest worker's share of its workers' CPU time: with two, how evenly the kernel
+    // spread wrk's connections between them (0.50: evenly; 1.00: one worker took them all, and
+    // served as one worker would).
     let mut pairs = String::from(
-        "\nEach round: oauth-egress / nginx requests per second, and p99 ms (oauth-egress against nginx):\n\n\
-         | case | workers | ratios | p99 |\n\
-         | --- | --- | --- | --- |\n",
+        "\nEach round: oauth-egress / nginx requests per second, p99 ms (oauth-egress against nginx), and the busiest \
+         nginx worker's share of its workers' CPU time:\n\n\
+         | case | workers | ratios | p99 | nginx busiest worker |\n\
+         | --- | --- | --- | --- | --- |\n",
     );
     let mut cpu = String::from(
         "\nCPU per request of the serving processes (medians, µs):\n\n\
@@ -506,9 +518,10 @@ fn main() {
                 results[c][0].iter().zip(&results[c][1]).map(|(a, b)| f(a, b)).collect::<Vec<_>>().join(" · ")
             };
             pairs.push_str(&format!(
-                "| {name} | {label} | {} | {} |\n",
+                "| {name} | {label} | {} | {} | {} |\n",
                 each(&|a, b| format!("{:.2}", a.rps / b.rps)),
-                each(&|a, b| format!("{:.2} / {:.2}", a.p99_ms, b.p99_ms))
+                each(&|a, b| format!("{:.2} / {:.2}", a.p99_ms, b.p99_ms)),
+                each(&|_, b| format!("{:.2}", b.busiest))
             ));
             let (ours_user, ours_sys) = (m(0, |r| r.user_us), m(0, |r| r.sys_us));
             let (theirs_user, theirs_sys) = (m(1, |r| r.user_us), m(1, |r| r.sys_us));

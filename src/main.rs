@@ -80,8 +80,9 @@ fn main() -> ExitCode {
             }
         }
     }
-    // Each serving thread is a single-threaded runtime of its own (`run` starts the others): a
-    // task is woken without the atomics and queues work-stealing needs.
+    // The main thread's runtime is single-threaded: with one worker, or pinned workers, it is the
+    // first of them (a task is woken without the atomics and queues work stealing needs); `run`
+    // starts the others, or the work-stealing runtime that unpinned workers share.
     let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
