@@ -6,7 +6,8 @@
 //! idle past `IDLE_TIMEOUT` is closed, by `reap` (called every 15 s) if
 //! not when it is next looked at. Each connection keeps one timer for the deadline of the answer
 //! it waits for, moved on from request to request; the idle connections are kept in a shard per
-//! serving thread.
+//! serving thread (a thread of the work-stealing runtime finding none in its own looks in the
+//! others').
 //!
 //! Why not hyper-util's pooled client (a task per connection, a channel hop per request, a shared
 //! pool behind futures) or hyper's client connection (see `h1`): measured, each cost more than
@@ -45,10 +46,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where a connection goes: scheme (TLS or not) and authority; and which threads may use it
 /// (`owner`). A connection is registered with the runtime that opened it: a thread that runs a
 /// runtime of its own uses only the connections it opened (used from another thread, every
-/// wake-up would cross threads); the threads of the work-stealing runtime use any of theirs. Each connection
-/// holds its own (its authority copied when it was opened); a request looks connections up by a
-/// lent `KeyRef`. The request's authority belongs to a config or a token that every serving
-/// thread reads: cloned into a key per request, its reference count went from core to core.
+/// wake-up would cross threads); the threads of the work-stealing runtime use any of theirs.
+/// Each connection holds its own (its authority copied when it was opened); a request looks
+/// connections up by a lent `KeyRef`. The request's authority belongs to a config or a token
+/// that every serving thread reads: cloned into a key per request, its reference count went
+/// from core to core.
 #[derive(Clone)]
 struct Key {
     tls: bool,
