@@ -197,9 +197,10 @@ impl Pool {
         timeout: Duration,
     ) -> Result<(Response<UpstreamBody>, h1::Passed), BoxError> {
         let key = KeyRef { tls: *scheme == Scheme::HTTPS, authority: authority.as_str(), thread: owner() };
+        let here = thread_number();
         let deadline = tokio::time::Instant::from_std(now) + timeout;
         loop {
-            let (mut conn, reused) = match self.checkout(&key, now) {
+            let (mut conn, reused) = match self.checkout(&key, here, now) {
                 Some(conn) => (conn, true),
                 // Boxed: connecting is the rare path, and its future (the connector's, TLS and a
                 // timer) would otherwise be part of every request's (see `App::handle`).
@@ -234,7 +235,7 @@ impl Pool {
                         conn: Some(conn),
                         framing: head.framing,
                         reusable: head.reusable,
-                        idle: Arc::clone(self.shard(thread_number())),
+                        idle: Arc::clone(self.shard(here)),
                         sent: now,
                     });
                     *response.status_mut() = head.status;
@@ -266,13 +267,12 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `key` that is still open and not too old: from
-    /// the calling thread's shard, or (a thread of the work-stealing runtime finding none there)
+    /// the calling thread's shard (`here`: its `thread_number`), or (a thread of the work-stealing runtime finding none there)
     /// from another's. Each candidate is checked (a read) with the pool unlocked.
-    fn checkout(&self, key: &KeyRef<'_>, now: Instant) -> Option<Box<Conn>> {
-        let own = thread_number() as usize % self.shards.len();
-        let others = if key.thread == SHARED { self.shards.len() } else { 1 };
-        (0..others).find_map(|i| {
-            let shard = &self.shards[(own + i) % self.shards.len()];
+    fn checkout(&self, key: &KeyRef<'_>, here: u32, now: Instant) -> Option<Box<Conn>> {
+        let shards = if key.thread == SHARED { self.shards.len() as u32 } else { 1 };
+        (0..shards).find_map(|i| {
+            let shard = self.shard(here.wrapping_add(i));
             loop {
                 let mut conn = lock(&shard.0).get_mut(key)?.pop_back()?;
                 if conn.usable(now) {
@@ -535,7 +535,7 @@ mod tests {
                         return true;
                     }
                     let key = KeyRef { authority: authority.as_str(), tls: false, thread: owner() };
-                    let taken = pool.checkout(&key, Instant::now());
+                    let taken = pool.checkout(&key, thread_number(), Instant::now());
                     let found = taken.is_some();
                     if let Some(conn) = taken {
                         lock(&pool.shard(thread_number()).0).entry(conn.key.clone()).or_default().push_back(conn);
