@@ -9,7 +9,9 @@
 //! several rounds; medians are printed with the ratio oauth-egress / nginx (the median of the
 //! rounds' ratios, each of two runs next to each other in time), and the CPU time
 //! (user and system, from `/proc`) the serving processes spent per request, then each round's
-//! pair (the two runs next to each other in time) on its own. Then: a cold start
+//! pair (the two runs next to each other in time) on its own. For the REST case, a second nginx
+//! configured as the first runs in the same rounds: what one nginx measures against an identical
+//! one is the noise floor the REST ratios and p99s sit on. Then: a cold start
 //! of 1,000 distinct subjects (exchanges counted at the token endpoint), and oauth-egress's
 //! resident memory idle, with 1,000 open connections, and with many cached subjects.
 //!
@@ -456,6 +458,13 @@ fn main() {
          | case | workers | ratios | p99 | nginx busiest worker |\n\
          | --- | --- | --- | --- | --- |\n",
     );
+    let mut floor = String::from(
+        "\nThe noise floor, REST GET: a second nginx configured as the first (the twin), in the same rounds. \
+         Against nginx: the median of the rounds' ratios of requests per second (lowest–highest), and in how many \
+         rounds the p99 was at or under nginx's:\n\n\
+         | workers | twin / nginx | twin's p99 ≤ nginx's | oauth-egress / nginx | oauth-egress's p99 ≤ nginx's | twin's p99 ms, each round |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
     let mut cpu = String::from(
         "\nCPU per request of the serving processes (medians, µs):\n\n\
          | case | workers | oauth-egress user / system | nginx user / system | nginx / oauth-egress (total) |\n\
@@ -476,26 +485,64 @@ fn main() {
             &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers, pinned),
         );
         wait_listening(nginx_port);
+        // nginx against itself, for the REST case: a twin with the first's config but its port.
+        let twin_port = free_port();
+        let twin = nginx(
+            dir.path(),
+            &format!("twin{workers}{}", if pinned { "p" } else { "" }),
+            &reverse_proxy_conf(dir.path(), twin_port, upstream_port, workers, pinned),
+        );
+        wait_listening(twin_port);
         // Warm up: a token for alice, connections.
-        for (_, path, script) in &cases {
-            wrk(&format!("http://127.0.0.1:{proxy_port}{path}"), script, warmup, connections, &mut String::new());
-            wrk(&format!("http://127.0.0.1:{nginx_port}{path}"), script, warmup, connections, &mut String::new());
-        }
-        let serving: [Vec<u32>; 2] = [vec![proxy_pid], children(nginx_proxy.0.id())];
-        let mut results: Vec<[Vec<Run>; 3]> = vec![Default::default(), Default::default(), Default::default()];
-        for round in 0..rounds {
-            for (c, (_, path, script)) in cases.iter().enumerate() {
-                let ours = format!("http://127.0.0.1:{proxy_port}{path}");
-                let theirs = format!("http://127.0.0.1:{nginx_port}{path}");
-                let direct = format!("http://127.0.0.1:{upstream_port}{path}");
-                let order: [(usize, &str); 2] =
-                    if round % 2 == 0 { [(0, &ours), (1, &theirs)] } else { [(1, &theirs), (0, &ours)] };
-                for (slot, url) in order {
-                    results[c][slot].push(wrk_counted(url, script, seconds, connections, &mut raw, &serving[slot]));
-                }
-                results[c][2].push(wrk(&direct, script, seconds, connections, &mut raw));
+        for (c, (_, path, script)) in cases.iter().enumerate() {
+            let ports = if c == 0 { &[proxy_port, nginx_port, twin_port][..] } else { &[proxy_port, nginx_port] };
+            for port in ports {
+                wrk(&format!("http://127.0.0.1:{port}{path}"), script, warmup, connections, &mut String::new());
             }
         }
+        // Indexed as the results are (the upstream's own processes are not counted).
+        let serving: [Vec<u32>; 4] = [vec![proxy_pid], children(nginx_proxy.0.id()), Vec::new(), children(twin.0.id())];
+        // Per case: ours, nginx's, the upstream's direct, the twin's (REST only).
+        let mut results: Vec<[Vec<Run>; 4]> = vec![Default::default(), Default::default(), Default::default()];
+        for round in 0..rounds {
+            for (c, (_, path, script)) in cases.iter().enumerate() {
+                let url = |port: u16| format!("http://127.0.0.1:{port}{path}");
+                // nginx in the middle; ours and the twin take turns first and last, so that each
+                // stands to nginx as the other does.
+                let mut order: Vec<(usize, u16)> = vec![(0, proxy_port), (1, nginx_port)];
+                if c == 0 {
+                    order.push((3, twin_port));
+                }
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for (slot, port) in order {
+                    results[c][slot].push(wrk_counted(
+                        &url(port),
+                        script,
+                        seconds,
+                        connections,
+                        &mut raw,
+                        &serving[slot],
+                    ));
+                }
+                results[c][2].push(wrk(&url(upstream_port), script, seconds, connections, &mut raw));
+            }
+        }
+        let twins = &results[0][3];
+        let against_nginx = |runs: &[Run]| {
+            let ratios: Vec<f64> = runs.iter().zip(&results[0][1]).map(|(a, b)| a.rps / b.rps).collect();
+            let lowest = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let highest = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let under = runs.iter().zip(&results[0][1]).filter(|(a, b)| a.p99_ms <= b.p99_ms).count();
+            format!("{:.2} ({lowest:.2}–{highest:.2}) | {under} of {}", median(ratios), runs.len())
+        };
+        floor.push_str(&format!(
+            "| {label} | {} | {} | {} |\n",
+            against_nginx(twins),
+            against_nginx(&results[0][0]),
+            twins.iter().map(|t| format!("{:.2}", t.p99_ms)).collect::<Vec<_>>().join(" · ")
+        ));
         for (c, (name, _, _)) in cases.iter().enumerate() {
             let m = |slot: usize, f: fn(&Run) -> f64| median(results[c][slot].iter().map(f).collect());
             let errors: u64 = results[c].iter().flatten().map(|r| r.errors).sum();
@@ -531,9 +578,12 @@ fn main() {
             ));
         }
         drop(proxy);
+        drop(twin);
+        drop(nginx_proxy);
     }
     report.push_str(&cpu);
     report.push_str(&pairs);
+    report.push_str(&floor);
 
     // Cold start, memory.
     let proxy_port = free_port();
