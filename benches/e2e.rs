@@ -50,20 +50,24 @@ fn require(tool: &str) {
 
 /// A child process stopped when dropped: asked with SIGTERM first (nginx's master then stops its
 /// workers; killed outright, it leaves them running), killed if still there after 5 s.
-struct Proc(Child);
+/// A process stopped (SIGTERM, then SIGKILL after 5 s) when dropped; and what must outlive it
+/// (oauth-egress's `NOTIFY_SOCKET`, which it sends `STOPPING=1` to as it stops).
+struct Proc(Child, Option<std::os::unix::net::UnixDatagram>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
+        while !matches!(self.0.try_wait(), Ok(Some(_))) {
+            if Instant::now() >= deadline {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Gone: what it used may go now.
+        drop(self.1.take());
     }
 }
 
@@ -86,7 +90,7 @@ fn nginx(dir: &Path, name: &str, conf: &str) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx");
-    Proc(child)
+    Proc(child, None)
 }
 
 fn wait_listening(port: u16) {
@@ -196,7 +200,7 @@ fn start_proxy(dir: &Path, config: &str) -> (Proc, u32) {
     let mut buf = [0u8; 64];
     let n = notify.recv(&mut buf).expect("READY=1");
     assert_eq!(&buf[..n], b"READY=1");
-    (Proc(child), pid)
+    (Proc(child, Some(notify)), pid)
 }
 
 fn rss_kib(pid: u32) -> u64 {
