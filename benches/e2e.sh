@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # oauth-egress side by side with nginx on this machine (see benches/e2e.rs for what it measures).
 # On a fresh Debian machine: installs nginx and wrk with apt when missing, then runs the bench.
-#   benches/e2e.sh                      full run (about 28 minutes on 2 cores)
+#   benches/e2e.sh                      full run (about 30 minutes on 2 cores)
 #   E2E_SECONDS=3 E2E_ROUNDS=1 E2E_SUBJECTS=5000 benches/e2e.sh    a quick look
 set -euo pipefail
 cd "$(dirname "$0")/.."
