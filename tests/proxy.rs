@@ -785,6 +785,31 @@ async fn oversized_body_is_413_and_unknown_path_404() {
     assert_problem(&h.get("/fixedx", &[("X-Requester", ALICE)]).await, 404, "no_route", "/fixedx");
 }
 
+/// A caller that writes its whole request before it reads (Python's `http.client`, and zeep on
+/// top of `requests`) still gets the 413 fault for a body over the limit: the proxy reads and
+/// drops the rest of the body after answering instead of resetting the connection under it.
+#[tokio::test]
+async fn an_oversized_body_sent_whole_before_reading_still_gets_its_fault() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let envelope = query(ALICE).replace("SELECT Id FROM Account", &"x".repeat(16 * 1024 * 1024));
+    let head = format!(
+        "POST /services/Soap/u/58.0 HTTP/1.1\r\nHost: proxy\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         SOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
+        envelope.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(h.proxy).await.expect("connected");
+    conn.write_all(head.as_bytes()).await.expect("head sent");
+    let sent = conn.write_all(envelope.as_bytes()).await;
+    assert!(sent.is_ok(), "the envelope could not be sent whole: {sent:?}");
+    let mut answer = Vec::new();
+    let read = conn.read_to_end(&mut answer).await;
+    assert!(read.is_ok(), "the answer could not be read: {read:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("<faultcode>soapenv:Client</faultcode>") && answer.contains("body_too_large"), "{answer}");
+}
+
 // === the token endpoint used above can fail a wrong assertion ===
 
 #[tokio::test]

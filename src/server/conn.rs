@@ -3,12 +3,14 @@
 //! the handler asks for it, and the answer written back; then the next request (one sent behind
 //! it, pipelined, waits in the buffer meanwhile). A request that is not well-formed HTTP/1.1 is
 //! answered with a problem (`application/problem+json`) naming what was wrong, and the connection
-//! closed. Nothing is read from the caller while its request is in flight: a caller that shuts
-//! its sending side once the request is out still gets the answer, and one that goes away is
-//! noticed when its answer is written (as nginx's `proxy_ignore_client_abort on`; the upstream
-//! call runs to its end, within its timeout). Accepting, TLS and the shutdown's bookkeeping are `super`'s; the body framing, the
-//! header map over the bytes read and the vectored writes are shared with the upstream client
-//! (`proxy::h1`).
+//! closed. A connection closed while the caller may still be sending (its head refused, or its
+//! body not read to the end) is first shut for sending and read to its end (`linger`), so that no
+//! reset overtakes the answer. Nothing is read from the caller while its request is in flight: a
+//! caller that shuts its sending side once the request is out still gets the answer, and one that
+//! goes away is noticed when its answer is written (as nginx's `proxy_ignore_client_abort on`; the
+//! upstream call runs to its end, within its timeout). Accepting, TLS and the shutdown's
+//! bookkeeping are `super`'s; the body framing, the header map over the bytes read and the
+//! vectored writes are shared with the upstream client (`proxy::h1`).
 //!
 //! Why not hyper's server connection: between the socket and the handler it ran a dispatcher
 //! with its own buffers and state, and encoded each answer through them. Of a cached REST call
@@ -40,6 +42,10 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// The interim answer to `Expect: 100-continue`, sent when the handler first reads the body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// Closing while the caller may still be sending (`linger`): at most this long in all, and at
+/// most this long without a byte from the caller (nginx's `lingering_time`, `lingering_timeout`).
+const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+const LINGER_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A connection's byte stream, whatever carries it (TCP, TLS, a Unix socket).
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -74,8 +80,9 @@ where
                 let id = RequestId::for_request(&http::HeaderMap::new());
                 let refused = ProxyError::Http { status, code, detail };
                 let answer = crate::proxy::respond::error_response(&refused, None, id.as_str());
+                // The rest of what the caller sends is unknown: it may still be sending.
                 if write_answer(&mut wire, &mut out, answer, Asked { head: false, old: false }).await.is_ok() {
-                    let _ = wire.io.shutdown().await;
+                    linger(&mut wire).await;
                 }
                 return;
             }
@@ -121,8 +128,12 @@ where
         let Answer { response, passed, request_id: id, soap } = answer;
         match write_response(&mut wire, &mut out, response, &passed, id.as_ref(), asked, close).await {
             Ok(true) => {}
-            Ok(false) => {
+            Ok(false) if whole => {
                 let _ = wire.io.shutdown().await;
+                return;
+            }
+            Ok(false) => {
+                linger(&mut wire).await;
                 return;
             }
             Err(Unwritten { error, unsent: true }) => {
@@ -132,7 +143,11 @@ where
                 let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let answer = crate::proxy::respond::error_response(&failed, soap, id);
                 if write_answer(&mut wire, &mut out, answer, asked).await.is_ok() {
-                    let _ = wire.io.shutdown().await;
+                    if whole {
+                        let _ = wire.io.shutdown().await;
+                    } else {
+                        linger(&mut wire).await;
+                    }
                 }
                 return;
             }
@@ -140,6 +155,32 @@ where
                 tracing::debug!(error = %error, "Connection ended while answering.");
                 return;
             }
+        }
+    }
+}
+
+/// Closes a connection whose caller may still be sending: an answer went out before its request
+/// was read to its end (a body too large, or one the handler did not need), or a head was
+/// refused. The sending side is shut first (the answer is complete), then what the caller still
+/// sends is read and dropped until it closes, pauses for `LINGER_PAUSE`, or `LINGER_MAX` has
+/// passed. A socket closed with bytes unread makes the kernel reset the connection (RFC 9112
+/// section 9.6), and the reset can beat the answer to a caller that writes its whole request
+/// before it reads (Python's `http.client`, and `requests` and zeep on top of it): that caller
+/// saw a broken pipe instead of its 413 fault. The bytes are read into the connection's own
+/// buffer, which has no other use by now.
+async fn linger(wire: &mut Wire) {
+    if wire.io.shutdown().await.is_err() {
+        return;
+    }
+    let give_up = tokio::time::Instant::now() + LINGER_MAX;
+    loop {
+        wire.buf.clear();
+        let pause = (tokio::time::Instant::now() + LINGER_PAUSE).min(give_up);
+        let read = std::future::poll_fn(|cx| h1::poll_fill(&mut wire.io, &mut wire.buf, cx));
+        match tokio::time::timeout_at(pause, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            // Closed by the caller, failed, quiet too long, or out of time.
+            _ => return,
         }
     }
 }
@@ -880,6 +921,39 @@ mod tests {
         assert!(!ignored.contains("100 Continue"), "{ignored}");
         assert!(ignored.starts_with("HTTP/1.1 200 OK\r\n") && ignored.contains("connection: close\r\n"), "{ignored}");
         assert!(ignored.ends_with("\r\n\r\nignored"), "{ignored}");
+    }
+
+    /// A caller that writes its whole request before reading (as Python's `http.client` does)
+    /// gets an answer sent before its body was read, or its head's refusal: the connection is
+    /// shut for sending, and what the caller still sends is read and dropped until it closes.
+    /// Closed at once with bytes unread, the connection was reset, and the caller's write
+    /// failed (broken pipe) instead.
+    #[tokio::test]
+    async fn an_answer_sent_before_the_body_is_read_reaches_a_caller_still_sending() {
+        let (at, _stop) = server().await;
+        let body = vec![b'x'; 32 * 1024 * 1024];
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        let head = format!("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+        conn.write_all(head.as_bytes()).await.expect("head sent");
+        let sent = conn.write_all(&body).await;
+        assert!(sent.is_ok(), "the body could not be sent whole: {sent:?}");
+        let mut answer = Vec::new();
+        let read = conn.read_to_end(&mut answer).await;
+        assert!(read.is_ok(), "the answer could not be read: {read:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nignored"), "{answer}");
+
+        // A head refused while the caller is still sending it.
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        let head = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "y".repeat(32 * 1024 * 1024));
+        let sent = conn.write_all(head.as_bytes()).await;
+        assert!(sent.is_ok(), "the head could not be sent whole: {sent:?}");
+        let mut answer = Vec::new();
+        let read = conn.read_to_end(&mut answer).await;
+        assert!(read.is_ok(), "the answer could not be read: {read:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
     }
 
     /// An answer of unknown length goes chunked to an HTTP/1.1 caller, and until the close to
