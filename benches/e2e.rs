@@ -482,21 +482,17 @@ fn main() {
         let token_url = idp.token_url();
         let (proxy, proxy_pid) =
             start_proxy(dir.path(), &proxy_config(proxy_port, &token_url, upstream_port, workers, pinned));
-        let nginx_port = free_port();
-        let nginx_proxy = nginx(
-            dir.path(),
-            &format!("proxy{workers}{}", if pinned { "p" } else { "" }),
-            &reverse_proxy_conf(dir.path(), nginx_port, upstream_port, workers, pinned),
-        );
-        wait_listening(nginx_port);
-        // nginx against itself, for the REST case: a twin with the first's config but its port.
-        let twin_port = free_port();
-        let twin = nginx(
-            dir.path(),
-            &format!("twin{workers}{}", if pinned { "p" } else { "" }),
-            &reverse_proxy_conf(dir.path(), twin_port, upstream_port, workers, pinned),
-        );
-        wait_listening(twin_port);
+        // An nginx reverse proxy as this round of cases has them, listening on a port of its own.
+        let reverse_proxy = |name: &str| {
+            let port = free_port();
+            let conf = reverse_proxy_conf(dir.path(), port, upstream_port, workers, pinned);
+            let proc = nginx(dir.path(), &format!("{name}{workers}{}", if pinned { "p" } else { "" }), &conf);
+            wait_listening(port);
+            (proc, port)
+        };
+        let (nginx_proxy, nginx_port) = reverse_proxy("proxy");
+        // nginx against itself, for the REST case: a twin with the first's config.
+        let (twin, twin_port) = reverse_proxy("twin");
         // Warm up: a token for alice, connections.
         for (c, (_, path, script)) in cases.iter().enumerate() {
             let ports = if c == 0 { &[proxy_port, nginx_port, twin_port][..] } else { &[proxy_port, nginx_port] };
