@@ -49,9 +49,9 @@ fn require(tool: &str) {
 }
 
 /// A child process stopped when dropped: asked with SIGTERM first (nginx's master then stops its
-/// workers; killed outright, it leaves them running), killed if still there after 5 s.
-/// A process stopped (SIGTERM, then SIGKILL after 5 s) when dropped; and what must outlive it
-/// (oauth-egress's `NOTIFY_SOCKET`, which it sends `STOPPING=1` to as it stops).
+/// workers; killed outright, it leaves them running), killed if still there after 5 s. With it,
+/// what must outlive it (oauth-egress's `NOTIFY_SOCKET`, which it sends `STOPPING=1` to as it
+/// stops), closed once it is gone.
 struct Proc(Child, Option<std::os::unix::net::UnixDatagram>);
 
 impl Drop for Proc {

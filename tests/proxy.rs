@@ -785,9 +785,9 @@ async fn oversized_body_is_413_and_unknown_path_404() {
     assert_problem(&h.get("/fixedx", &[("X-Requester", ALICE)]).await, 404, "no_route", "/fixedx");
 }
 
-/// A caller that writes its whole request before it reads (Python's `http.client`, and zeep on
-/// top of `requests`) still gets the 413 fault for a body over the limit: the proxy reads and
-/// drops the rest of the body after answering instead of resetting the connection under it.
+/// A caller that writes its whole request before it reads (Python's `http.client` does) still
+/// gets the 413 fault for a body over the limit: the proxy reads and drops the rest of the body
+/// after answering instead of resetting the connection under it.
 #[tokio::test]
 async fn an_oversized_body_sent_whole_before_reading_still_gets_its_fault() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -165,9 +165,8 @@ where
 /// sends is read and dropped until it closes, pauses for `LINGER_PAUSE`, or `LINGER_MAX` has
 /// passed. A socket closed with bytes unread makes the kernel reset the connection (RFC 9112
 /// section 9.6), and the reset can beat the answer to a caller that writes its whole request
-/// before it reads (Python's `http.client`, and `requests` and zeep on top of it): that caller
-/// saw a broken pipe instead of its 413 fault. The bytes are read into the connection's own
-/// buffer, which has no other use by now.
+/// before it reads (Python's `http.client`): that caller saw a broken pipe instead of its 413
+/// fault. The bytes are read into the connection's own buffer, which has no other use by now.
 async fn linger(wire: &mut Wire) {
     if wire.io.shutdown().await.is_err() {
         return;
