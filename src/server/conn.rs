@@ -82,7 +82,7 @@ where
                 let answer = crate::proxy::respond::error_response(&refused, None, id.as_str());
                 // The rest of what the caller sends is unknown: it may still be sending.
                 if write_answer(&mut wire, &mut out, answer, Asked { head: false, old: false }).await.is_ok() {
-                    linger(&mut wire).await;
+                    linger(&mut wire, watch).await;
                 }
                 return;
             }
@@ -133,7 +133,7 @@ where
                 return;
             }
             Ok(false) => {
-                linger(&mut wire).await;
+                linger(&mut wire, watch).await;
                 return;
             }
             Err(Unwritten { error, unsent: true }) => {
@@ -146,7 +146,7 @@ where
                     if whole {
                         let _ = wire.io.shutdown().await;
                     } else {
-                        linger(&mut wire).await;
+                        linger(&mut wire, watch).await;
                     }
                 }
                 return;
@@ -163,11 +163,12 @@ where
 /// was read to its end (a body too large, or one the handler did not need), or a head was
 /// refused. The sending side is shut first (the answer is complete), then what the caller still
 /// sends is read and dropped until it closes, pauses for `LINGER_PAUSE`, or `LINGER_MAX` has
-/// passed. A socket closed with bytes unread makes the kernel reset the connection (RFC 9112
-/// section 9.6), and the reset can beat the answer to a caller that writes its whole request
-/// before it reads (Python's `http.client`): that caller saw a broken pipe instead of its 413
-/// fault. The bytes are read into the connection's own buffer, which has no other use by now.
-async fn linger(wire: &mut Wire) {
+/// passed, or shutdown begins (a stopping service does not wait on what callers left over). A
+/// socket closed with bytes unread makes the kernel reset the connection (RFC 9112 section 9.6),
+/// and the reset can beat the answer to a caller that writes its whole request before it reads
+/// (Python's `http.client`): that caller saw a broken pipe instead of its 413 fault. The bytes
+/// are read into the connection's own buffer, which has no other use by now.
+async fn linger(wire: &mut Wire, watch: &mut Watch) {
     if wire.io.shutdown().await.is_err() {
         return;
     }
@@ -175,10 +176,15 @@ async fn linger(wire: &mut Wire) {
     loop {
         wire.buf.clear();
         let pause = (tokio::time::Instant::now() + LINGER_PAUSE).min(give_up);
-        let read = std::future::poll_fn(|cx| h1::poll_fill(&mut wire.io, &mut wire.buf, cx));
+        let read = std::future::poll_fn(|cx| {
+            if watch.poll_begun(cx).is_ready() {
+                return Poll::Ready(Ok(0));
+            }
+            h1::poll_fill(&mut wire.io, &mut wire.buf, cx)
+        });
         match tokio::time::timeout_at(pause, read).await {
             Ok(Ok(n)) if n > 0 => {}
-            // Closed by the caller, failed, quiet too long, or out of time.
+            // Closed by the caller, failed, quiet too long, out of time, or shutdown began.
             _ => return,
         }
     }
@@ -953,6 +959,28 @@ mod tests {
         assert!(read.is_ok(), "the answer could not be read: {read:?}");
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    /// Shutdown ends a lingering close: a caller that keeps sending after its answer does not
+    /// hold a stopping server for the rest of the linger (30 s), nor for the drain time.
+    #[tokio::test]
+    async fn shutdown_ends_a_lingering_close() {
+        let (at, stop) = server_with(Timeouts { drain: Duration::from_secs(120), ..Timeouts::default() }).await;
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        conn.write_all(b"POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+            .await
+            .expect("head sent");
+        let mut answer = Vec::new();
+        read_until(&mut conn, &mut answer, "ignored").await;
+        conn.write_all(&[b'x'; 1024]).await.expect("taken while the server lingers");
+        let _ = stop.send(());
+        // Once the server closes the connection, a write is answered with a reset and the next
+        // one fails; a server still lingering would take them for up to 30 s.
+        let chunk = vec![b'x'; 64 * 1024];
+        let closed =
+            tokio::time::timeout(Duration::from_secs(20), async { while conn.write_all(&chunk).await.is_ok() {} })
+                .await;
+        assert!(closed.is_ok(), "the connection was still read 20 s after shutdown began");
     }
 
     /// An answer of unknown length goes chunked to an HTTP/1.1 caller, and until the close to
