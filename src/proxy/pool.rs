@@ -267,8 +267,9 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `key` that is still open and not too old: from
-    /// the calling thread's shard (`here`: its `thread_number`), or (a thread of the work-stealing runtime finding none there)
-    /// from another's. Each candidate is checked (a read) with the pool unlocked.
+    /// the calling thread's shard (`here`: its `thread_number`), or (a thread of the
+    /// work-stealing runtime finding none there) from another's. Each candidate is checked (a
+    /// read) with the pool unlocked.
     fn checkout(&self, key: &KeyRef<'_>, here: u32, now: Instant) -> Option<Box<Conn>> {
         let shards = if key.thread == SHARED { self.shards.len() as u32 } else { 1 };
         (0..shards).find_map(|i| {

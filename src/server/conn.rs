@@ -4,8 +4,8 @@
 //! it, pipelined, waits in the buffer meanwhile). A request that is not well-formed HTTP/1.1 is
 //! answered with a problem (`application/problem+json`) naming what was wrong, and the connection
 //! closed. A connection closed while the caller may still be sending (its head refused, or its
-//! body not read to the end) is first shut for sending and read to its end (`linger`), so that no
-//! reset overtakes the answer. Nothing is read from the caller while its request is in flight: a
+//! body not read to the end) is first shut for sending and read to its end (`end_connection`),
+//! so that no reset overtakes the answer. Nothing is read from the caller while its request is in flight: a
 //! caller that shuts its sending side once the request is out still gets the answer, and one that
 //! goes away is noticed when its answer is written (as nginx's `proxy_ignore_client_abort on`; the
 //! upstream call runs to its end, within its timeout). Accepting, TLS and the shutdown's
@@ -42,8 +42,9 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// The interim answer to `Expect: 100-continue`, sent when the handler first reads the body.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// Closing while the caller may still be sending (`linger`): at most this long in all, and at
-/// most this long without a byte from the caller (nginx's `lingering_time`, `lingering_timeout`).
+/// Closing while the caller may still be sending (`end_connection`): at most this long in all,
+/// and at most this long without a byte from the caller (nginx's `lingering_time`,
+/// `lingering_timeout`).
 const LINGER_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 const LINGER_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -82,7 +83,7 @@ where
                 let answer = crate::proxy::respond::error_response(&refused, None, id.as_str());
                 // The rest of what the caller sends is unknown: it may still be sending.
                 if write_answer(&mut wire, &mut out, answer, Asked { head: false, old: false }).await.is_ok() {
-                    linger(&mut wire, watch).await;
+                    end_connection(&mut wire, watch, true).await;
                 }
                 return;
             }
@@ -128,12 +129,8 @@ where
         let Answer { response, passed, request_id: id, soap } = answer;
         match write_response(&mut wire, &mut out, response, &passed, id.as_ref(), asked, close).await {
             Ok(true) => {}
-            Ok(false) if whole => {
-                let _ = wire.io.shutdown().await;
-                return;
-            }
             Ok(false) => {
-                linger(&mut wire, watch).await;
+                end_connection(&mut wire, watch, !whole).await;
                 return;
             }
             Err(Unwritten { error, unsent: true }) => {
@@ -143,11 +140,7 @@ where
                 let id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let answer = crate::proxy::respond::error_response(&failed, soap, id);
                 if write_answer(&mut wire, &mut out, answer, asked).await.is_ok() {
-                    if whole {
-                        let _ = wire.io.shutdown().await;
-                    } else {
-                        linger(&mut wire, watch).await;
-                    }
+                    end_connection(&mut wire, watch, !whole).await;
                 }
                 return;
             }
@@ -159,17 +152,18 @@ where
     }
 }
 
-/// Closes a connection whose caller may still be sending: an answer went out before its request
-/// was read to its end (a body too large, or one the handler did not need), or a head was
-/// refused. The sending side is shut first (the answer is complete), then what the caller still
-/// sends is read and dropped until it closes, pauses for `LINGER_PAUSE`, or `LINGER_MAX` has
-/// passed, or shutdown begins (a stopping service does not wait on what callers left over). A
-/// socket closed with bytes unread makes the kernel reset the connection (RFC 9112 section 9.6),
-/// and the reset can beat the answer to a caller that writes its whole request before it reads
-/// (Python's `http.client`): that caller saw a broken pipe instead of its 413 fault. The bytes
-/// are read into the connection's own buffer, which has no other use by now.
-async fn linger(wire: &mut Wire, watch: &mut Watch) {
-    if wire.io.shutdown().await.is_err() {
+/// Ends a connection once its last answer is written: the sending side is shut (the answer is
+/// complete). When the caller may still be sending (`unread`: an answer went out before its
+/// request was read to its end, a body too large or one the handler did not need, or a head was
+/// refused), what it still sends is then read and dropped until it closes, pauses for
+/// `LINGER_PAUSE`, or `LINGER_MAX` has passed, or shutdown begins (a stopping service does not
+/// wait on what callers left over): nginx's lingering close. A socket closed with bytes unread
+/// makes the kernel reset the connection (RFC 9112 section 9.6), and the reset can beat the
+/// answer to a caller that writes its whole request before it reads (Python's `http.client`):
+/// that caller saw a broken pipe instead of its 413 fault. The bytes are read into the
+/// connection's own buffer, which has no other use by now.
+async fn end_connection(wire: &mut Wire, watch: &mut Watch, unread: bool) {
+    if wire.io.shutdown().await.is_err() || !unread {
         return;
     }
     let give_up = tokio::time::Instant::now() + LINGER_MAX;
@@ -937,28 +931,29 @@ mod tests {
     async fn an_answer_sent_before_the_body_is_read_reaches_a_caller_still_sending() {
         let (at, _stop) = server().await;
         let body = vec![b'x'; 32 * 1024 * 1024];
-        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
         let head = format!("POST /ignore HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
-        conn.write_all(head.as_bytes()).await.expect("head sent");
-        let sent = conn.write_all(&body).await;
-        assert!(sent.is_ok(), "the body could not be sent whole: {sent:?}");
-        let mut answer = Vec::new();
-        let read = conn.read_to_end(&mut answer).await;
-        assert!(read.is_ok(), "the answer could not be read: {read:?}");
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = sent_whole_then_read(at, &[head.as_bytes(), &body]).await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("connection: close\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\nignored"), "{answer}");
 
         // A head refused while the caller is still sending it.
-        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
         let head = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n", "y".repeat(32 * 1024 * 1024));
-        let sent = conn.write_all(head.as_bytes()).await;
-        assert!(sent.is_ok(), "the head could not be sent whole: {sent:?}");
+        let answer = sent_whole_then_read(at, &[head.as_bytes()]).await;
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+
+    /// Sends `parts` whole on a new connection, then reads until the server closes it; a failure
+    /// to send or to read fails the test.
+    async fn sent_whole_then_read(at: std::net::SocketAddr, parts: &[&[u8]]) -> String {
+        let mut conn = tokio::net::TcpStream::connect(at).await.expect("connected");
+        for part in parts {
+            let sent = conn.write_all(part).await;
+            assert!(sent.is_ok(), "the request could not be sent whole: {sent:?}");
+        }
         let mut answer = Vec::new();
         let read = conn.read_to_end(&mut answer).await;
         assert!(read.is_ok(), "the answer could not be read: {read:?}");
-        let answer = String::from_utf8_lossy(&answer);
-        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        String::from_utf8_lossy(&answer).into_owned()
     }
 
     /// Shutdown ends a lingering close: a caller that keeps sending after its answer does not
